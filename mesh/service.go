@@ -116,10 +116,11 @@ type Retries struct {
 	Attempts uint32 `json:"attempts"`
 	// PerTryTimeout bounds each try; 0 means the route timeout.
 	PerTryTimeout Duration `json:"perTryTimeout,omitempty"`
-	// On lists Envoy retry conditions (x-envoy-retry-on or
+	// RetryOn lists Envoy retry conditions (x-envoy-retry-on or
 	// x-envoy-retry-grpc-on values). Default "5xx,connect-failure" for HTTP
-	// and "unavailable" for gRPC.
-	On []string `json:"on,omitempty"`
+	// and "unavailable" for gRPC. The field is not called "on" because
+	// YAML 1.1 parsers read a bare on as the boolean true.
+	RetryOn []string `json:"retryOn,omitempty"`
 }
 
 // CircuitBreaking holds Envoy's default-priority thresholds. A zero field

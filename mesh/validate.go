@@ -168,9 +168,9 @@ func validateRetries(fe *fieldErrors, field string, r *Retries) {
 	if r.Attempts < 1 || r.Attempts > 10 {
 		fe.add(field+".attempts", "%d is out of range 1 to 10", r.Attempts)
 	}
-	for i, on := range r.On {
+	for i, on := range r.RetryOn {
 		if !slices.Contains(retryConditions, on) {
-			fe.add(fmt.Sprintf("%s.on[%d]", field, i), "%q is not an Envoy retry condition; known conditions are %s", on, strings.Join(retryConditions, ", "))
+			fe.add(fmt.Sprintf("%s.retryOn[%d]", field, i), "%q is not an Envoy retry condition; known conditions are %s", on, strings.Join(retryConditions, ", "))
 		}
 	}
 }

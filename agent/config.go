@@ -1,0 +1,93 @@
+// Package agent runs Tether: it supervises the configuration watcher, the
+// translation pump, the xDS server and the admin HTTP server, keeps a
+// last-known-good copy of the mesh on disk, and drains on shutdown.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tether-mesh/tether/watchers"
+)
+
+// Default addresses and timings. Both servers listen on loopback unless an
+// operator asks for another address.
+const (
+	DefaultXDSAddr    = "127.0.0.1:18000"
+	DefaultAdminAddr  = "127.0.0.1:15020"
+	DefaultDebounce   = time.Millisecond
+	DefaultMaxDelay   = 50 * time.Millisecond
+	DefaultDrainDelay = 5 * time.Second
+)
+
+// Config configures an Agent.
+type Config struct {
+	// XDSAddr is the host:port the xDS gRPC server listens on.
+	XDSAddr string
+	// AdminAddr is the host:port of the admin HTTP server (health, debug,
+	// metrics).
+	AdminAddr string
+	// Debounce is how long the agent waits after a store change for more
+	// changes before it translates and pushes.
+	Debounce time.Duration
+	// MaxDelay bounds the wait of a burst: a push happens at most this long
+	// after the first change of the burst.
+	MaxDelay time.Duration
+	// DrainDelay is how long streams stay open after shutdown starts, so
+	// proxies can finish in-flight work.
+	DrainDelay time.Duration
+	// CacheFile, when set, holds the last good mesh state: written after
+	// pushes, read at start so the agent can serve before the store
+	// answers.
+	CacheFile string
+	// Watcher is the configuration source.
+	Watcher watchers.Watcher
+	// SourceName labels the source in logs and status, such as "etcd".
+	SourceName string
+	Logger     *slog.Logger
+	// Registry receives every metric; the admin server exposes it.
+	Registry *prometheus.Registry
+}
+
+// Validate fills defaults and checks the configuration.
+func (c *Config) Validate() error {
+	if c.XDSAddr == "" {
+		c.XDSAddr = DefaultXDSAddr
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = DefaultAdminAddr
+	}
+	if c.Debounce == 0 {
+		c.Debounce = DefaultDebounce
+	}
+	if c.MaxDelay == 0 {
+		c.MaxDelay = DefaultMaxDelay
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	var errs []error
+	if c.Watcher == nil {
+		errs = append(errs, errors.New("agent: no configuration source"))
+	}
+	for name, addr := range map[string]string{"xds address": c.XDSAddr, "admin address": c.AdminAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("agent: invalid %s %q: %w", name, addr, err))
+		}
+	}
+	if c.Debounce < 0 || c.MaxDelay < c.Debounce {
+		errs = append(errs, fmt.Errorf("agent: debounce %s must be between 0 and the max delay %s", c.Debounce, c.MaxDelay))
+	}
+	if c.DrainDelay < 0 {
+		errs = append(errs, fmt.Errorf("agent: drain delay %s is negative", c.DrainDelay))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/tether-mesh/tether/mesh"
+	"github.com/tether-mesh/tether/xds"
+)
+
+// publishFrom hands a new state to the pump. It never blocks: a state that
+// arrives while the previous one waits replaces it.
+func (a *Agent) publishFrom(st *mesh.State, source string) {
+	a.mu.Lock()
+	a.pending = st
+	a.pendingSource = source
+	a.mu.Unlock()
+	select {
+	case a.updated <- struct{}{}:
+	default:
+	}
+}
+
+// pump waits for states, coalesces bursts and pushes each result: a push
+// happens once no new state arrived for Debounce, or MaxDelay after the
+// first state of the burst, whichever comes first.
+func (a *Agent) pump(ctx context.Context) error {
+	translator := xds.NewTranslator(xds.TranslatorOptions{Logger: a.cfg.Logger})
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.updated:
+		}
+		deadline := time.NewTimer(a.cfg.MaxDelay)
+		quiet.Reset(a.cfg.Debounce)
+	burst:
+		for {
+			select {
+			case <-ctx.Done():
+				deadline.Stop()
+				return nil
+			case <-a.updated:
+				quiet.Reset(a.cfg.Debounce)
+			case <-quiet.C:
+				break burst
+			case <-deadline.C:
+				quiet.Stop()
+				break burst
+			}
+		}
+		deadline.Stop()
+		a.push(translator)
+	}
+}
+
+// push translates the pending state and applies the changes to the cache.
+func (a *Agent) push(translator *xds.Translator) {
+	a.mu.Lock()
+	st, source := a.pending, a.pendingSource
+	a.pending = nil
+	a.mu.Unlock()
+	if st == nil {
+		return
+	}
+
+	start := time.Now()
+	changes, err := translator.Update(st)
+	if err != nil {
+		// The translator still returns the changes for every service it
+		// could translate; the broken ones keep their last resources.
+		a.metrics.translateErrors.Inc()
+		a.log.Error("some services could not be translated; they keep their last resources", "error", err)
+	}
+	n := a.cache.Apply(changes)
+	elapsed := time.Since(start)
+
+	a.mu.Lock()
+	a.current = st
+	a.currentSource = source
+	a.storeServed = a.storeServed || source != sourceLastKnownGood
+	a.lastPush = time.Now()
+	a.mu.Unlock()
+	a.metrics.pushes.Inc()
+	a.metrics.pushSeconds.Observe(elapsed.Seconds())
+	a.log.Info("pushed mesh state", "source", source, "revision", st.Revision,
+		"services", len(st.Services), "endpoints", st.EndpointCount(),
+		"invalid_documents", len(st.Invalid), "resources_changed", n,
+		"duration_ms", float64(elapsed.Microseconds())/1000)
+}
+
+// Current returns the state last pushed and its source: the watcher's
+// name or "last-known-good".
+func (a *Agent) Current() (*mesh.State, string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.current, a.currentSource
+}

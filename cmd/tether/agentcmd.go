@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/tether-mesh/tether/agent"
+	etcdwatch "github.com/tether-mesh/tether/watchers/etcd"
+)
+
+// serveFlags are the flags of the xDS and admin servers, shared by agent
+// and dev.
+type serveFlags struct {
+	xdsAddr        string
+	adminAddr      string
+	debounce       time.Duration
+	maxDelay       time.Duration
+	drainDelay     time.Duration
+	cacheFile      string
+	silenceTimeout time.Duration
+	namingPrefixes []string
+}
+
+func (s *serveFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&s.xdsAddr, "xds-addr", agent.DefaultXDSAddr, "host:port of the xDS gRPC server")
+	fs.StringVar(&s.adminAddr, "admin-addr", agent.DefaultAdminAddr, "host:port of the admin HTTP server (/healthz/live, /healthz/ready, /debug/config_dump, /debug/syncz, /metrics)")
+	fs.DurationVar(&s.debounce, "debounce", agent.DefaultDebounce, "quiet time after a store change before the agent pushes (for example 1ms)")
+	fs.DurationVar(&s.maxDelay, "max-delay", agent.DefaultMaxDelay, "longest a burst of changes delays a push (for example 50ms)")
+	fs.DurationVar(&s.drainDelay, "drain-delay", agent.DefaultDrainDelay, "how long open xDS streams may stay after shutdown starts (for example 5s)")
+	fs.StringVar(&s.cacheFile, "cache-file", "", "file for the last-known-good mesh state, served at start until the store answers; empty disables it")
+	fs.DurationVar(&s.silenceTimeout, "silence-timeout", etcdwatch.DefaultSilenceTimeout, "longest an etcd watch may stay silent, with no event and no progress notification, before the agent marks the store stale and reconnects")
+	fs.StringSliceVar(&s.namingPrefixes, "etcd-naming-prefix", nil, "also read endpoints registered with etcd's naming/endpoints package: keys <prefix><service>/<anything>; repeatable")
+}
+
+func newAgentCommand(g *globalFlags) *cobra.Command {
+	var ef etcdFlags
+	var sf serveFlags
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Watch an existing etcd and serve the mesh over xDS",
+		Long: `Run the agent against an existing etcd cluster. The agent lists the prefix,
+watches it, and serves the translated mesh over xDS until it receives SIGINT
+or SIGTERM, then drains open streams for --drain-delay.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			cli, err := ef.client()
+			if err != nil {
+				return err
+			}
+			defer cli.Close()
+			return runAgent(cmd.Context(), log, cli, ef.prefix, &sf, nil)
+		},
+	}
+	ef.register(cmd.Flags())
+	sf.register(cmd.Flags())
+	return cmd
+}
+
+// runAgent runs the agent on an etcd client until ctx is done. started, if
+// not nil, is called once the listeners are open.
+func runAgent(ctx context.Context, log *slog.Logger, cli *clientv3.Client, prefix string, sf *serveFlags, started func(*agent.Agent)) error {
+	reg := prometheus.NewRegistry()
+	w, err := etcdwatch.New(etcdwatch.Config{
+		Client:         cli,
+		Prefix:         prefix,
+		NamingPrefixes: sf.namingPrefixes,
+		SilenceTimeout: sf.silenceTimeout,
+		Logger:         log,
+		Registerer:     reg,
+	})
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(agent.Config{
+		XDSAddr:    sf.xdsAddr,
+		AdminAddr:  sf.adminAddr,
+		Debounce:   sf.debounce,
+		MaxDelay:   sf.maxDelay,
+		DrainDelay: sf.drainDelay,
+		CacheFile:  sf.cacheFile,
+		Watcher:    w,
+		SourceName: "etcd",
+		Logger:     log,
+		Registry:   reg,
+	})
+	if err != nil {
+		return err
+	}
+	if started != nil {
+		started(a)
+	}
+	return a.Run(ctx)
+}
