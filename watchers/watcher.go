@@ -29,13 +29,13 @@ type Watcher interface {
 // Health is a source's view of its own freshness.
 type Health struct {
 	// Synced is true once the first complete state was published.
-	Synced bool
+	Synced bool `json:"synced"`
 	// Stale is true while the source cannot confirm that its state is
 	// current: the store is unreachable or a watch went silent.
-	Stale bool
+	Stale bool `json:"stale"`
 	// LastSync is when the source last confirmed its state was current
 	// (an event, a progress notification or a completed list).
-	LastSync time.Time
+	LastSync time.Time `json:"last_sync,omitzero"`
 	// LastError is the most recent store error, or empty.
-	LastError string
+	LastError string `json:"last_error,omitempty"`
 }
