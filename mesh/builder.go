@@ -95,7 +95,10 @@ func (b *Builder) Put(key string, value []byte) error {
 		}
 	case KeyEndpoint:
 		var ep *Endpoint
-		if ep, err = ParseEndpoint(key, value); err == nil {
+		if !ValidName(service) {
+			err = &FieldError{Key: key, Reason: fmt.Sprintf(
+				"service name %q in the key is invalid: use lower-case letters, digits, '-' and '.', at most 63 characters", service)}
+		} else if ep, err = ParseEndpoint(key, value); err == nil {
 			b.PutEndpoint(service, instance, ep)
 		}
 	default:
