@@ -15,9 +15,13 @@ type EtcdConfig struct {
 	// ClientAddr and PeerAddr are host:port pairs; port 0 picks a free port.
 	ClientAddr string
 	PeerAddr   string
-	// LogLevel is etcd's own log level: debug, info, warn or error.
-	// Default error, because etcd logs through zap at length.
+	// LogLevel is etcd's own log level: debug, info, warn, error or
+	// fatal. Default fatal: etcd logs through its own zap logger, and
+	// Close logs expected errors at error level. Failures still reach the
+	// caller through the server's Err channel.
 	LogLevel string
+	// NoFsync skips fsync, for tests only: a crash loses data.
+	NoFsync bool
 }
 
 // StartEtcd starts an embedded etcd server and waits until it serves
@@ -28,8 +32,9 @@ func StartEtcd(cfg EtcdConfig) (*embed.Etcd, error) {
 	ec.Name = "tether-dev"
 	ec.LogLevel = cfg.LogLevel
 	if ec.LogLevel == "" {
-		ec.LogLevel = "error"
+		ec.LogLevel = "fatal"
 	}
+	ec.UnsafeNoFsync = cfg.NoFsync
 	client, err := url.Parse("http://" + cfg.ClientAddr)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client address %q: %w", cfg.ClientAddr, err)
