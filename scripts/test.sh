@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test with the race detector, after building what the tests
+# need that the Go module cache does not hold. Safe to run again: builds
+# are cached under ${TETHER_CACHE:-$HOME/.cache/tether}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -x scripts/consul.sh && -z "${TETHER_CONSUL_BIN:-}" ]]; then
+  echo "== building Consul for the tests (cached after the first run)"
+  TETHER_CONSUL_BIN=$(scripts/consul.sh | tail -n 1)
+  export TETHER_CONSUL_BIN
+fi
+
+echo "== go vet"
+go vet ./...
+echo "== go test -race"
+go test -race -count=1 -timeout 25m ./...
