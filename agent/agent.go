@@ -63,7 +63,7 @@ func New(cfg Config) (*Agent, error) {
 		updated: make(chan struct{}, 1),
 	}
 	a.metrics = newAgentMetrics(cfg.Registry, a)
-	a.server = xds.NewServer(a.cache, xds.Options{Logger: cfg.Logger, Registerer: cfg.Registry})
+	a.server = xds.NewServer(a.cache, xds.Options{Logger: cfg.Logger, Registerer: cfg.Registry, OnAck: cfg.OnAck})
 
 	var err error
 	if a.xdsLis, err = net.Listen("tcp", cfg.XDSAddr); err != nil {
@@ -81,6 +81,9 @@ func (a *Agent) XDSAddr() string { return a.xdsLis.Addr().String() }
 
 // AdminAddr returns the address the admin server listens on.
 func (a *Agent) AdminAddr() string { return a.adminLis.Addr().String() }
+
+// Cache returns the xDS cache the agent pushes to.
+func (a *Agent) Cache() *xds.Cache { return a.cache }
 
 // Server returns the xDS server, for status and tests.
 func (a *Agent) Server() *xds.Server { return a.server }

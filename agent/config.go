@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tether-mesh/tether/watchers"
+	"github.com/tether-mesh/tether/xds"
 )
 
 // Default addresses and timings. Both servers listen on loopback unless an
@@ -52,6 +53,9 @@ type Config struct {
 	Logger     *slog.Logger
 	// Registry receives every metric; the admin server exposes it.
 	Registry *prometheus.Registry
+	// OnAck, when set, is called for every ACK an xDS client sends, on the
+	// stream's goroutine; it must return quickly. Benchmarks use it.
+	OnAck func(xds.AckEvent)
 }
 
 // Validate fills defaults and checks the configuration.
