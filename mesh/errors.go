@@ -42,6 +42,15 @@ func (es FieldErrors) Error() string {
 	return strings.Join(msgs, "; ")
 }
 
+// Unwrap returns the single errors, so errors.As finds a *FieldError.
+func (es FieldErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
 // Is makes errors.Is(err, ErrInvalid) true for a non-empty FieldErrors.
 func (es FieldErrors) Is(target error) bool { return target == ErrInvalid && len(es) > 0 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 	"time"
 
@@ -68,7 +69,13 @@ func decodeStrict(key string, data []byte, v any) error {
 		fe.add("", "document is empty")
 		return fe.err()
 	}
-	js, err := yaml.YAMLToJSON(data)
+	if n := countDocuments(data); n > 1 {
+		fe.add("", "value holds %d YAML documents separated by ---; a key holds exactly one", n)
+		return fe.err()
+	}
+	// The strict conversion rejects a field written twice; the lax one
+	// would keep the last value without a word.
+	js, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		fe.add("", "not valid YAML or JSON: %v", err)
 		return fe.err()
@@ -98,6 +105,25 @@ func decodeStrict(key string, data []byte, v any) error {
 		return fe.err()
 	}
 	return nil
+}
+
+var documentSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
+
+// countDocuments counts the YAML documents in data that hold more than
+// comments and blank lines. The YAML to JSON conversion reads only the
+// first, so a second one would be dropped unseen.
+func countDocuments(data []byte) int {
+	n := 0
+	for _, part := range documentSeparator.Split(string(data), -1) {
+		for _, line := range strings.Split(part, "\n") {
+			line = strings.TrimSpace(line)
+			if line != "" && !strings.HasPrefix(line, "#") {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 var durationType = reflect.TypeOf(Duration{})

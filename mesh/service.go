@@ -156,6 +156,10 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 // UnmarshalJSON reads a duration string. Bare numbers are rejected because
 // their unit would be a guess.
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	// A field written with no value ("timeout:") keeps the default.
+	if string(b) == "null" {
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("invalid duration %s: write a string with a unit, such as \"5s\"", b)

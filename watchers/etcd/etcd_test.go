@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
 
+	"github.com/tether-mesh/tether/internal/faultnet"
 	"github.com/tether-mesh/tether/mesh"
 )
 
@@ -113,176 +114,16 @@ func newClient(t *testing.T, endpoint string) *clientv3.Client {
 	return client
 }
 
-// fakeProxy is a TCP proxy in front of etcd that a test can cut (close every
-// connection and reject new ones) or blackhole (stop forwarding bytes while
-// keeping the sockets open), and then restore.
-type fakeProxy struct {
-	ln     net.Listener
-	target string
-	closed chan struct{}
-	wg     sync.WaitGroup
-
-	// mu guards the fields below.
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	cut   bool
-	// flowing is closed while bytes flow. Blackhole replaces it with an
-	// open channel, on which every pump then blocks.
-	flowing chan struct{}
-}
-
-func startProxy(t *testing.T, target string) *fakeProxy {
+// startProxy starts a fault-injecting TCP proxy in front of target,
+// closed when the test ends.
+func startProxy(t *testing.T, target string) *faultnet.Proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := faultnet.Start(target)
 	if err != nil {
-		t.Fatalf("listen for proxy: %v", err)
+		t.Fatalf("start proxy: %v", err)
 	}
-	p := &fakeProxy{
-		ln:      ln,
-		target:  target,
-		closed:  make(chan struct{}),
-		conns:   make(map[net.Conn]struct{}),
-		flowing: make(chan struct{}),
-	}
-	close(p.flowing)
-	p.wg.Go(p.accept)
-	t.Cleanup(p.close)
+	t.Cleanup(p.Close)
 	return p
-}
-
-func (p *fakeProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *fakeProxy) accept() {
-	for {
-		conn, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		reject := p.cut
-		p.mu.Unlock()
-		if reject {
-			conn.Close()
-			continue
-		}
-		p.wg.Go(func() { p.serve(conn) })
-	}
-}
-
-func (p *fakeProxy) serve(client net.Conn) {
-	server, err := net.Dial("tcp", p.target)
-	if err != nil {
-		client.Close()
-		return
-	}
-	if !p.track(client, server) {
-		client.Close()
-		server.Close()
-		return
-	}
-	p.wg.Go(func() { p.pump(server, client) })
-	p.pump(client, server)
-}
-
-// track records both ends of a proxied connection. It returns false when
-// the proxy is cut or closed.
-func (p *fakeProxy) track(conns ...net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.closed:
-		return false
-	default:
-	}
-	if p.cut {
-		return false
-	}
-	for _, c := range conns {
-		p.conns[c] = struct{}{}
-	}
-	return true
-}
-
-// pump copies src to dst, holding every chunk while the proxy blackholes.
-func (p *fakeProxy) pump(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if !p.waitFlowing() {
-				return
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *fakeProxy) waitFlowing() bool {
-	p.mu.Lock()
-	flowing := p.flowing
-	p.mu.Unlock()
-	select {
-	case <-flowing:
-		return true
-	case <-p.closed:
-		return false
-	}
-}
-
-// Cut closes every connection and rejects new ones until Restore.
-func (p *fakeProxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = true
-	p.closeConnsLocked()
-}
-
-// Blackhole stops forwarding bytes in both directions, keeping every
-// connection open, until Restore.
-func (p *fakeProxy) Blackhole() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.flowing:
-		p.flowing = make(chan struct{})
-	default:
-	}
-}
-
-// Restore undoes Cut and Blackhole. Bytes held during a blackhole are
-// delivered.
-func (p *fakeProxy) Restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = false
-	select {
-	case <-p.flowing:
-	default:
-		close(p.flowing)
-	}
-}
-
-func (p *fakeProxy) close() {
-	p.ln.Close()
-	p.mu.Lock()
-	close(p.closed)
-	p.closeConnsLocked()
-	p.mu.Unlock()
-	p.wg.Wait()
-}
-
-func (p *fakeProxy) closeConnsLocked() {
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
 }
 
 // recorder keeps every State a watcher publishes.

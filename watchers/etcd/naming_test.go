@@ -98,7 +98,7 @@ func TestWatcherNamingResyncDeletesVanishedKeys(t *testing.T) {
 	server := startEtcd(t)
 	writer := newClient(t, server.endpoint())
 	proxy := startProxy(t, server.endpoint())
-	client := newClient(t, proxy.addr())
+	client := newClient(t, proxy.Addr())
 
 	key := namingPrefix + "ratings/a"
 	put(t, writer, key, `{"Op":0,"Addr":"10.0.0.7:9080","Metadata":null}`)

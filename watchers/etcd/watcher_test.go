@@ -90,7 +90,7 @@ func TestWatcherResyncsAfterCompaction(t *testing.T) {
 	server := startEtcd(t)
 	writer := newClient(t, server.endpoint())
 	proxy := startProxy(t, server.endpoint())
-	client := newClient(t, proxy.addr())
+	client := newClient(t, proxy.Addr())
 
 	put(t, writer, serviceKey("reviews"), serviceDoc(9080))
 	put(t, writer, serviceKey("ratings"), serviceDoc(9081))
@@ -129,7 +129,7 @@ func TestWatcherSilentWatchGoesStale(t *testing.T) {
 	server := startEtcd(t)
 	writer := newClient(t, server.endpoint())
 	proxy := startProxy(t, server.endpoint())
-	client := newClient(t, proxy.addr())
+	client := newClient(t, proxy.Addr())
 
 	put(t, writer, serviceKey("reviews"), serviceDoc(9080))
 	w, rec, reg := startWatcher(t, Config{
