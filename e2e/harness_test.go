@@ -26,6 +26,7 @@ import (
 
 	"github.com/tether-mesh/tether/agent"
 	"github.com/tether-mesh/tether/demo"
+	"github.com/tether-mesh/tether/internal/faultnet"
 	"github.com/tether-mesh/tether/mesh"
 	"github.com/tether-mesh/tether/xds/bootstrap"
 	etcdwatch "github.com/tether-mesh/tether/watchers/etcd"
@@ -46,10 +47,14 @@ type env struct {
 	backends map[string]*demo.Backend
 	lease    clientv3.LeaseID
 	logs     *syncBuffer
+	proxy    *faultnet.Proxy
 }
 
 type envOptions struct {
 	silenceTimeout time.Duration
+	// throughProxy puts a fault-injecting proxy between the agent and etcd;
+	// the test's own writes go to etcd directly.
+	throughProxy bool
 }
 
 func freeAddr(t *testing.T) string {
@@ -71,17 +76,7 @@ func startEnv(t *testing.T, opts envOptions) *env {
 	e.startEtcd()
 	t.Cleanup(e.stopEtcd)
 
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:            []string{e.etcdCfg.ClientAddr},
-		DialTimeout:          5 * time.Second,
-		DialKeepAliveTime:    2 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
-		Logger:               zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	cli := newEtcdClient(t, e.etcdCfg.ClientAddr)
 	e.cli = cli
 
 	for _, inst := range demo.Instances() {
@@ -101,6 +96,22 @@ func startEnv(t *testing.T, opts envOptions) *env {
 	}
 	e.startAgent(opts)
 	return e
+}
+
+func newEtcdClient(t *testing.T, addr string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            []string{addr},
+		DialTimeout:          5 * time.Second,
+		DialKeepAliveTime:    2 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }
 
 func (e *env) startEtcd() {
@@ -134,8 +145,18 @@ func (e *env) startAgent(opts envOptions) {
 	t := e.t
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
+	agentCli := e.cli
+	if opts.throughProxy {
+		p, err := faultnet.Start(e.etcdCfg.ClientAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		e.proxy = p
+		agentCli = newEtcdClient(t, p.Addr())
+	}
 	w, err := etcdwatch.New(etcdwatch.Config{
-		Client: e.cli, Prefix: prefix, SilenceTimeout: opts.silenceTimeout, Logger: log, Registerer: reg,
+		Client: agentCli, Prefix: prefix, SilenceTimeout: opts.silenceTimeout, Logger: log, Registerer: reg,
 	})
 	if err != nil {
 		t.Fatal(err)
