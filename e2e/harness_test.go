@@ -28,8 +28,8 @@ import (
 	"github.com/tether-mesh/tether/demo"
 	"github.com/tether-mesh/tether/internal/faultnet"
 	"github.com/tether-mesh/tether/mesh"
-	"github.com/tether-mesh/tether/xds/bootstrap"
 	etcdwatch "github.com/tether-mesh/tether/watchers/etcd"
+	"github.com/tether-mesh/tether/xds/bootstrap"
 )
 
 // waitTimeout bounds every wait for the mesh to converge.
@@ -317,4 +317,3 @@ func (e *env) getText(path string) string {
 	}
 	return string(body)
 }
-
