@@ -1,0 +1,286 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tether-mesh/tether/mesh"
+	"github.com/tether-mesh/tether/watchers"
+)
+
+const waitTimeout = 10 * time.Second
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// fakeWatcher is a stand-in for a store: the test hands it states to
+// publish. The end-to-end tests run the agent on a real etcd.
+type fakeWatcher struct {
+	states chan *mesh.State
+	mu     sync.Mutex
+	health watchers.Health
+}
+
+func newFakeWatcher() *fakeWatcher { return &fakeWatcher{states: make(chan *mesh.State)} }
+
+func (w *fakeWatcher) Run(ctx context.Context, publish func(*mesh.State)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case st := <-w.states:
+			w.mu.Lock()
+			w.health = watchers.Health{Synced: true, LastSync: time.Now()}
+			w.mu.Unlock()
+			publish(st)
+		}
+	}
+}
+
+func (w *fakeWatcher) Health() watchers.Health {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.health
+}
+
+// stateWith returns a state with n services of one endpoint each.
+func stateWith(t *testing.T, n int, rev int64) *mesh.State {
+	t.Helper()
+	b := mesh.NewBuilder("/tether/")
+	for i := range n {
+		name := fmt.Sprintf("svc-%d", i)
+		if err := b.Put(mesh.ServiceKey("/tether/", name), []byte("protocol: grpc\nport: 9080\n")); err != nil {
+			t.Fatal(err)
+		}
+		doc := fmt.Sprintf(`{"address": "127.0.0.1", "port": %d}`, 10000+i)
+		if err := b.Put(mesh.EndpointKey("/tether/", name, "a"), []byte(doc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.SetRevision(rev)
+	return b.State()
+}
+
+type running struct {
+	agent  *Agent
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func startAgent(t *testing.T, cfg Config) *running {
+	t.Helper()
+	cfg.XDSAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if cfg.DrainDelay == 0 {
+		cfg.DrainDelay = 100 * time.Millisecond
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{agent: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels Run and waits for it; later calls do nothing.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("Run did not return after cancel")
+		}
+	})
+}
+
+func (r *running) get(t *testing.T, path string, v any) int {
+	t.Helper()
+	resp, err := http.Get("http://" + r.agent.AdminAddr() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("decode %s: %v: %s", path, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// waitApplied waits until the cache has seen n changing pushes.
+func waitApplied(t *testing.T, a *Agent, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for a.Cache().Applied() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("cache applied %d pushes, want %d", a.Cache().Applied(), n)
+		}
+		time.Sleep(time.Millisecond) // polling a counter; nothing to await
+	}
+}
+
+func TestReadyOnlyAfterFirstState(t *testing.T) {
+	w := newFakeWatcher()
+	r := startAgent(t, Config{Watcher: w, SourceName: "fake"})
+
+	var body Readiness
+	if code := r.get(t, "/healthz/ready", &body); code != http.StatusServiceUnavailable || body.Status != "not_ready" {
+		t.Errorf("before any state: %d %q, want 503 not_ready", code, body.Status)
+	}
+	w.states <- stateWith(t, 2, 7)
+	waitApplied(t, r.agent, 1)
+	if code := r.get(t, "/healthz/ready", &body); code != http.StatusOK || body.Status != "ready" {
+		t.Errorf("after the first state: %d %q, want 200 ready", code, body.Status)
+	}
+	if body.Revision != 7 {
+		t.Errorf("revision = %d, want 7", body.Revision)
+	}
+	if code := r.get(t, "/healthz/live", nil); code != http.StatusOK {
+		t.Errorf("live = %d, want 200", code)
+	}
+}
+
+func TestBurstIsCoalesced(t *testing.T) {
+	w := newFakeWatcher()
+	r := startAgent(t, Config{Watcher: w, SourceName: "fake", Debounce: 20 * time.Millisecond, MaxDelay: time.Second})
+
+	for i := 1; i <= 50; i++ {
+		w.states <- stateWith(t, 1+i%3, int64(i))
+	}
+	// The last state has 50%3+1 = 3 services. Wait for it.
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		st, _ := r.agent.Current()
+		if st != nil && st.Revision == 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the last state of the burst was never pushed")
+		}
+		time.Sleep(time.Millisecond) // polling; nothing to await
+	}
+	if pushes := r.agent.Cache().Applied(); pushes > 10 {
+		t.Errorf("a burst of 50 states gave %d pushes, want it coalesced to a few", pushes)
+	}
+	if got := len(r.agent.Cache().Snapshot()["type.googleapis.com/envoy.config.cluster.v3.Cluster"]); got != 3 {
+		t.Errorf("clusters after the burst = %d, want 3 (the last state's)", got)
+	}
+}
+
+func TestLastKnownGoodRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "lkg.json")
+	st := stateWith(t, 3, 42)
+	if err := writeLastKnownGood(path, st, "etcd"); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %o, want 600", info.Mode().Perm())
+	}
+	got, err := readLastKnownGood(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Revision != 42 || len(got.Services) != 3 || got.EndpointCount() != 3 {
+		t.Errorf("read back revision %d, %d services, %d endpoints; want 42, 3, 3", got.Revision, len(got.Services), got.EndpointCount())
+	}
+	if got.Services["svc-1"].Key != "/tether/services/svc-1" {
+		t.Errorf("service key = %q, want it kept for NACK reports", got.Services["svc-1"].Key)
+	}
+}
+
+func TestLastKnownGoodServedAtStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lkg.json")
+	if err := writeLastKnownGood(path, stateWith(t, 2, 9), "etcd"); err != nil {
+		t.Fatal(err)
+	}
+	// The watcher never publishes: the store is unreachable.
+	r := startAgent(t, Config{Watcher: newFakeWatcher(), SourceName: "fake", CacheFile: path})
+	waitApplied(t, r.agent, 1)
+	var body Readiness
+	if code := r.get(t, "/healthz/ready", &body); code != http.StatusOK || body.Status != "degraded" {
+		t.Errorf("on the last-known-good state: %d %q, want 200 degraded", code, body.Status)
+	}
+	if body.Source != sourceLastKnownGood {
+		t.Errorf("source = %q, want %q", body.Source, sourceLastKnownGood)
+	}
+}
+
+func TestDamagedLastKnownGoodIgnored(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lkg.json")
+	if err := os.WriteFile(path, []byte(`{"format": 1, "services": [{"key": "x"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readLastKnownGood(path); err == nil {
+		t.Error("a service entry without a document was accepted")
+	}
+	if err := os.WriteFile(path, []byte(`{"format": 99}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readLastKnownGood(path); err == nil {
+		t.Error("an unknown format was accepted")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no watcher", Config{}},
+		{"bad xds address", Config{Watcher: newFakeWatcher(), XDSAddr: "nohost"}},
+		{"max delay below debounce", Config{Watcher: newFakeWatcher(), Debounce: time.Second, MaxDelay: time.Millisecond}},
+		{"negative drain", Config{Watcher: newFakeWatcher(), DrainDelay: -time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.cfg.Validate(); err == nil {
+				t.Error("Validate accepted an invalid config")
+			}
+		})
+	}
+}
+
+func TestPersistWritesCurrentState(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lkg.json")
+	w := newFakeWatcher()
+	r := startAgent(t, Config{Watcher: w, SourceName: "fake", CacheFile: path})
+	w.states <- stateWith(t, 4, 11)
+	waitApplied(t, r.agent, 1)
+	// persist writes on shutdown at the latest.
+	r.stop(t)
+	got, err := readLastKnownGood(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Revision != 11 || len(got.Services) != 4 {
+		t.Errorf("persisted revision %d with %d services, want 11 and 4", got.Revision, len(got.Services))
+	}
+}
