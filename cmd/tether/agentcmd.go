@@ -8,9 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tether-mesh/tether/agent"
+	"github.com/tether-mesh/tether/watchers"
 	etcdwatch "github.com/tether-mesh/tether/watchers/etcd"
 )
 
@@ -34,53 +34,46 @@ func (s *serveFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&s.maxDelay, "max-delay", agent.DefaultMaxDelay, "longest a burst of changes delays a push (for example 50ms)")
 	fs.DurationVar(&s.drainDelay, "drain-delay", agent.DefaultDrainDelay, "how long open xDS streams may stay after shutdown starts (for example 5s)")
 	fs.StringVar(&s.cacheFile, "cache-file", "", "file for the last-known-good mesh state, served at start until the store answers; empty disables it")
-	fs.DurationVar(&s.silenceTimeout, "silence-timeout", etcdwatch.DefaultSilenceTimeout, "longest an etcd watch may stay silent, with no event and no progress notification, before the agent marks the store stale and reconnects")
-	fs.StringSliceVar(&s.namingPrefixes, "etcd-naming-prefix", nil, "also read endpoints registered with etcd's naming/endpoints package: keys <prefix><service>/<anything>; repeatable")
+	fs.DurationVar(&s.silenceTimeout, "silence-timeout", etcdwatch.DefaultSilenceTimeout, "etcd only: longest an etcd watch may stay silent, with no event and no progress notification, before the agent marks the store stale and reconnects")
+	fs.StringSliceVar(&s.namingPrefixes, "etcd-naming-prefix", nil, "etcd only: also read endpoints registered with etcd's naming/endpoints package: keys <prefix><service>/<anything>; repeatable")
 }
 
 func newAgentCommand(g *globalFlags) *cobra.Command {
-	var ef etcdFlags
+	var src sourceFlags
 	var sf serveFlags
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Watch an existing etcd and serve the mesh over xDS",
-		Long: `Run the agent against an existing etcd cluster. The agent lists the prefix,
-watches it, and serves the translated mesh over xDS until it receives SIGINT
-or SIGTERM, then drains open streams for --drain-delay.`,
+		Short: "Watch an existing etcd or Consul and serve the mesh over xDS",
+		Long: `Run the agent against an existing etcd cluster (--source etcd, the default) or
+Consul (--source consul: service documents from KV, endpoints from the
+catalog's health API). The agent lists the store, follows its changes, and
+serves the translated mesh over xDS until it receives SIGINT or SIGTERM, then
+drains open streams for --drain-delay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
 			if err != nil {
 				return err
 			}
-			cli, err := ef.client()
+			reg := prometheus.NewRegistry()
+			w, release, err := src.watcher(log, reg, &sf)
 			if err != nil {
 				return err
 			}
-			defer cli.Close()
-			return runAgent(cmd.Context(), log, cli, ef.prefix, &sf, nil)
+			defer release()
+			return runAgent(cmd.Context(), log, reg, w, src.source, &sf, nil)
 		},
 	}
-	ef.register(cmd.Flags())
+	src.register(cmd.Flags())
 	sf.register(cmd.Flags())
 	return cmd
 }
 
-// runAgent runs the agent on an etcd client until ctx is done. started, if
-// not nil, is called once the listeners are open.
-func runAgent(ctx context.Context, log *slog.Logger, cli *clientv3.Client, prefix string, sf *serveFlags, started func(*agent.Agent)) error {
-	reg := prometheus.NewRegistry()
-	w, err := etcdwatch.New(etcdwatch.Config{
-		Client:         cli,
-		Prefix:         prefix,
-		NamingPrefixes: sf.namingPrefixes,
-		SilenceTimeout: sf.silenceTimeout,
-		Logger:         log,
-		Registerer:     reg,
-	})
-	if err != nil {
-		return err
-	}
+// runAgent runs the agent on a watcher until ctx is done. started, if not
+// nil, is called once the listeners are open.
+func runAgent(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, w watchers.Watcher,
+	sourceName string, sf *serveFlags, started func(*agent.Agent),
+) error {
 	a, err := agent.New(agent.Config{
 		XDSAddr:    sf.xdsAddr,
 		AdminAddr:  sf.adminAddr,
@@ -89,7 +82,7 @@ func runAgent(ctx context.Context, log *slog.Logger, cli *clientv3.Client, prefi
 		DrainDelay: sf.drainDelay,
 		CacheFile:  sf.cacheFile,
 		Watcher:    w,
-		SourceName: "etcd",
+		SourceName: sourceName,
 		Logger:     log,
 		Registry:   reg,
 	})

@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tether-mesh/tether/mesh"
@@ -20,17 +21,18 @@ import (
 // configTimeout bounds every store request of the config subcommands.
 const configTimeout = 10 * time.Second
 
-func newConfigCommand(g *globalFlags) *cobra.Command {
-	var ef etcdFlags
+func newConfigCommand(_ *globalFlags) *cobra.Command {
+	var src sourceFlags
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Validate, write, read and delete service documents in the store",
-		Long: `Manage service documents. A file given with -f holds one or more service
-documents in YAML or JSON, separated by lines of "---"; each must set "name".
-The checks are the ones the agent's watcher runs, so a document that passes
-here is one the agent accepts. "-f -" reads standard input.`,
+		Long: `Manage service documents in etcd or Consul KV (--source). A file given with
+-f holds one or more service documents in YAML or JSON, separated by lines of
+"---"; each must set "name". The checks are the ones the agent's watcher runs,
+so a document that passes here is one the agent accepts. "-f -" reads
+standard input.`,
 	}
-	ef.register(cmd.PersistentFlags())
+	src.register(cmd.PersistentFlags())
 
 	var file string
 	validate := &cobra.Command{
@@ -38,7 +40,11 @@ here is one the agent accepts. "-f -" reads standard input.`,
 		Short: "Check service documents without touching the store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			docs, err := readDocuments(file, ef.prefix)
+			prefix, err := src.resolvedPrefix()
+			if err != nil {
+				return err
+			}
+			docs, err := readDocuments(file, prefix)
 			if err != nil {
 				return err
 			}
@@ -53,21 +59,25 @@ here is one the agent accepts. "-f -" reads standard input.`,
 		Short: "Validate service documents and write them, all or none",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			docs, err := readDocuments(file, ef.prefix)
+			prefix, err := src.resolvedPrefix()
 			if err != nil {
 				return err
 			}
-			return withStore(cmd.Context(), &ef, func(ctx context.Context, cli *clientv3.Client) error {
-				ops := make([]clientv3.Op, len(docs))
-				for i, d := range docs {
-					ops[i] = clientv3.OpPut(d.key, string(d.body))
+			docs, err := readDocuments(file, prefix)
+			if err != nil {
+				return err
+			}
+			return withStore(cmd.Context(), &src, func(ctx context.Context, st docStore) error {
+				kvs := make(map[string][]byte, len(docs))
+				for _, d := range docs {
+					kvs[d.key] = d.body
 				}
-				resp, err := cli.Txn(ctx).Then(ops...).Commit()
+				rev, err := st.PutAll(ctx, kvs)
 				if err != nil {
 					return fmt.Errorf("write %d documents: %w", len(docs), err)
 				}
 				for _, d := range docs {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: written at revision %d\n", d.key, resp.Header.Revision)
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: written at revision %d\n", d.key, rev)
 				}
 				return nil
 			})
@@ -77,42 +87,33 @@ here is one the agent accepts. "-f -" reads standard input.`,
 		c.Flags().StringVarP(&file, "file", "f", "", "file of service documents, or - for standard input")
 		_ = c.MarkFlagRequired("file")
 	}
-	cmd.AddCommand(validate, apply, newConfigGetCommand(&ef), newConfigDeleteCommand(&ef))
+	cmd.AddCommand(validate, apply, newConfigGetCommand(&src), newConfigDeleteCommand(&src))
 	return cmd
 }
 
-func newConfigGetCommand(ef *etcdFlags) *cobra.Command {
+func newConfigGetCommand(src *sourceFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "get [SERVICE]...",
-		Short: "Print service documents; with no name, list every service and invalid key",
+		Short: "Print service documents; with no name, list every service key and whether it is valid",
 		RunE: func(cmd *cobra.Command, names []string) error {
-			return withStore(cmd.Context(), ef, func(ctx context.Context, cli *clientv3.Client) error {
-				out := cmd.OutOrStdout()
+			prefix, err := src.resolvedPrefix()
+			if err != nil {
+				return err
+			}
+			return withStore(cmd.Context(), src, func(ctx context.Context, st docStore) error {
 				if len(names) == 0 {
-					resp, err := cli.Get(ctx, ef.prefix+mesh.ServicesDir, clientv3.WithPrefix())
-					if err != nil {
-						return fmt.Errorf("list %s%s: %w", ef.prefix, mesh.ServicesDir, err)
-					}
-					for _, kv := range resp.Kvs {
-						status := "valid"
-						kind, name, _ := mesh.ParseKey(ef.prefix, string(kv.Key))
-						if _, err := mesh.ParseService(string(kv.Key), name, kv.Value); err != nil || kind != mesh.KeyService {
-							status = fmt.Sprintf("invalid: %v", err)
-						}
-						fmt.Fprintf(out, "%s\t%s\n", kv.Key, status)
-					}
-					return nil
+					return listServices(ctx, cmd.OutOrStdout(), st, prefix)
 				}
 				for _, name := range names {
-					key := mesh.ServiceKey(ef.prefix, name)
-					resp, err := cli.Get(ctx, key)
+					key := mesh.ServiceKey(prefix, name)
+					value, rev, found, err := st.Get(ctx, key)
 					if err != nil {
 						return fmt.Errorf("get %s: %w", key, err)
 					}
-					if len(resp.Kvs) == 0 {
+					if !found {
 						return fmt.Errorf("%s not found", key)
 					}
-					fmt.Fprintf(out, "# %s (revision %d)\n%s\n", key, resp.Kvs[0].ModRevision, bytes.TrimSpace(resp.Kvs[0].Value))
+					fmt.Fprintf(cmd.OutOrStdout(), "# %s (revision %d)\n%s\n", key, rev, bytes.TrimSpace(value))
 				}
 				return nil
 			})
@@ -120,15 +121,37 @@ func newConfigGetCommand(ef *etcdFlags) *cobra.Command {
 	}
 }
 
-func newConfigDeleteCommand(ef *etcdFlags) *cobra.Command {
+func listServices(ctx context.Context, out io.Writer, st docStore, prefix string) error {
+	kvs, err := st.List(ctx, prefix+mesh.ServicesDir)
+	if err != nil {
+		return fmt.Errorf("list %s%s: %w", prefix, mesh.ServicesDir, err)
+	}
+	for _, key := range slices.Sorted(maps.Keys(kvs)) {
+		status := "valid"
+		kind, name, _ := mesh.ParseKey(prefix, key)
+		if kind != mesh.KeyService {
+			status = "invalid: not a service key"
+		} else if _, err := mesh.ParseService(key, name, kvs[key]); err != nil {
+			status = fmt.Sprintf("invalid: %v", err)
+		}
+		fmt.Fprintf(out, "%s\t%s\n", key, status)
+	}
+	return nil
+}
+
+func newConfigDeleteCommand(src *sourceFlags) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "delete (-f FILE | SERVICE...)",
 		Short: "Delete service documents named on the command line or in a file",
 		RunE: func(cmd *cobra.Command, names []string) error {
+			prefix, err := src.resolvedPrefix()
+			if err != nil {
+				return err
+			}
 			var keys []string
 			if file != "" {
-				docs, err := readDocuments(file, ef.prefix)
+				docs, err := readDocuments(file, prefix)
 				if err != nil {
 					return err
 				}
@@ -137,18 +160,22 @@ func newConfigDeleteCommand(ef *etcdFlags) *cobra.Command {
 				}
 			}
 			for _, n := range names {
-				keys = append(keys, mesh.ServiceKey(ef.prefix, n))
+				keys = append(keys, mesh.ServiceKey(prefix, n))
 			}
 			if len(keys) == 0 {
 				return errors.New("name a service or give -f FILE")
 			}
-			return withStore(cmd.Context(), ef, func(ctx context.Context, cli *clientv3.Client) error {
+			return withStore(cmd.Context(), src, func(ctx context.Context, st docStore) error {
 				for _, key := range keys {
-					resp, err := cli.Delete(ctx, key)
+					existed, err := st.Delete(ctx, key)
 					if err != nil {
 						return fmt.Errorf("delete %s: %w", key, err)
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: %d deleted\n", key, resp.Deleted)
+					if existed {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s: deleted\n", key)
+					} else {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s: not found\n", key)
+					}
 				}
 				return nil
 			})
@@ -158,15 +185,15 @@ func newConfigDeleteCommand(ef *etcdFlags) *cobra.Command {
 	return cmd
 }
 
-func withStore(ctx context.Context, ef *etcdFlags, fn func(context.Context, *clientv3.Client) error) error {
-	cli, err := ef.client()
+func withStore(ctx context.Context, src *sourceFlags, fn func(context.Context, docStore) error) error {
+	st, err := src.store()
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
+	defer st.Close()
 	ctx, cancel := context.WithTimeout(ctx, configTimeout)
 	defer cancel()
-	return fn(ctx, cli)
+	return fn(ctx, st)
 }
 
 // document is one validated service document from a file.

@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/tether-mesh/tether/agent"
 	"github.com/tether-mesh/tether/demo"
+	etcdwatch "github.com/tether-mesh/tether/watchers/etcd"
 )
 
 // devLeaseTTL is the lease of the demo endpoint keys, in seconds. The dev
@@ -103,7 +105,19 @@ func runDev(ctx context.Context, log *slog.Logger, o devOptions) error {
 	if o.serve.cacheFile == "" {
 		o.serve.cacheFile = filepath.Join(o.dataDir, "last-known-good.json")
 	}
-	return runAgent(ctx, log, cli, o.prefix, o.serve, func(a *agent.Agent) {
+	reg := prometheus.NewRegistry()
+	w, err := etcdwatch.New(etcdwatch.Config{
+		Client:         cli,
+		Prefix:         o.prefix,
+		NamingPrefixes: o.serve.namingPrefixes,
+		SilenceTimeout: o.serve.silenceTimeout,
+		Logger:         log,
+		Registerer:     reg,
+	})
+	if err != nil {
+		return err
+	}
+	return runAgent(ctx, log, reg, w, sourceEtcd, o.serve, func(a *agent.Agent) {
 		printDevBanner(a, etcdURL, o.prefix, backends)
 	})
 }

@@ -17,7 +17,6 @@ import (
 // etcdFlags are the flags that connect to etcd.
 type etcdFlags struct {
 	endpoints   []string
-	prefix      string
 	caFile      string
 	certFile    string
 	keyFile     string
@@ -28,7 +27,6 @@ type etcdFlags struct {
 
 func (e *etcdFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&e.endpoints, "etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd client URLs or host:port pairs, comma separated")
-	fs.StringVar(&e.prefix, "prefix", "/tether/", "key prefix of the mesh in etcd; services/<name> and endpoints/<service>/<instance> live under it")
 	fs.StringVar(&e.caFile, "etcd-ca-file", "", "PEM file of the CA that signed the etcd server certificates; enables TLS")
 	fs.StringVar(&e.certFile, "etcd-cert-file", "", "PEM client certificate for etcd TLS client authentication")
 	fs.StringVar(&e.keyFile, "etcd-key-file", "", "PEM private key of --etcd-cert-file")
@@ -38,9 +36,6 @@ func (e *etcdFlags) register(fs *pflag.FlagSet) {
 }
 
 func (e *etcdFlags) client() (*clientv3.Client, error) {
-	if !strings.HasSuffix(e.prefix, "/") {
-		return nil, fmt.Errorf("invalid --prefix %q: it must end with /", e.prefix)
-	}
 	cfg := clientv3.Config{
 		Endpoints:            e.endpoints,
 		DialTimeout:          e.dialTimeout,

@@ -109,6 +109,33 @@ type Watcher struct {
 
 var _ watchers.Watcher = (*Watcher)(nil)
 
+// NewClient returns a Consul API client for the connection fields of cfg,
+// with the CONSUL_* environment variables filling the empty ones, as the
+// watcher builds its own. The config subcommands use it to write KV.
+func NewClient(cfg Config) (*api.Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	client, _, err := newClient(cfg, cfg.Logger.With("component", "watchers/consul"))
+	return client, err
+}
+
+// newClient returns the client and the resolved configuration it uses.
+func newClient(cfg Config, log *slog.Logger) (*api.Client, *api.Config, error) {
+	ac := cfg.apiConfig(log)
+	client, err := api.NewClient(ac)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create consul client for %s: %w", ac.Address, redact(err, ac.Token))
+	}
+	// NewClient resolved the scheme, and the token from a token file.
+	if ac.Scheme != "https" && cfg.TLS != (TLSConfig{}) {
+		return nil, nil, fmt.Errorf("consul watcher config: TLS files are set but the address %q uses http: "+
+			"use an https:// address or set CONSUL_HTTP_SSL=true", ac.Address)
+	}
+	return client, ac, nil
+}
+
 // New validates cfg, reads the CONSUL_* environment variables for the
 // connection fields cfg leaves empty, creates the Consul client and
 // registers the watcher's metrics on cfg.Registerer. It does not contact
@@ -119,16 +146,9 @@ func New(cfg Config) (*Watcher, error) {
 	}
 	cfg = cfg.withDefaults()
 	log := cfg.Logger.With("component", "watchers/consul")
-
-	ac := cfg.apiConfig(log)
-	client, err := api.NewClient(ac)
+	client, ac, err := newClient(cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("create consul client for %s: %w", ac.Address, redact(err, ac.Token))
-	}
-	// NewClient resolved the scheme, and the token from a token file.
-	if ac.Scheme != "https" && cfg.TLS != (TLSConfig{}) {
-		return nil, fmt.Errorf("consul watcher config: TLS files are set but the address %q uses http: "+
-			"use an https:// address or set CONSUL_HTTP_SSL=true", ac.Address)
+		return nil, err
 	}
 
 	m := newMetrics()
