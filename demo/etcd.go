@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 )
 
 // EtcdConfig configures an embedded single-member etcd server.
@@ -22,6 +23,9 @@ type EtcdConfig struct {
 	LogLevel string
 	// NoFsync skips fsync, for tests only: a crash loses data.
 	NoFsync bool
+	// Logger, when set, receives etcd's log in place of its own stderr
+	// output, and LogLevel is ignored.
+	Logger *zap.Logger
 }
 
 // StartEtcd starts an embedded etcd server and waits until it serves
@@ -35,6 +39,9 @@ func StartEtcd(cfg EtcdConfig) (*embed.Etcd, error) {
 		ec.LogLevel = "fatal"
 	}
 	ec.UnsafeNoFsync = cfg.NoFsync
+	if cfg.Logger != nil {
+		ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(cfg.Logger)
+	}
 	client, err := url.Parse("http://" + cfg.ClientAddr)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client address %q: %w", cfg.ClientAddr, err)

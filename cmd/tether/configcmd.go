@@ -21,7 +21,7 @@ import (
 // configTimeout bounds every store request of the config subcommands.
 const configTimeout = 10 * time.Second
 
-func newConfigCommand(_ *globalFlags) *cobra.Command {
+func newConfigCommand(g *globalFlags) *cobra.Command {
 	var src sourceFlags
 	cmd := &cobra.Command{
 		Use:   "config",
@@ -67,7 +67,7 @@ standard input.`,
 			if err != nil {
 				return err
 			}
-			return withStore(cmd.Context(), &src, func(ctx context.Context, st docStore) error {
+			return withStore(cmd.Context(), g, &src, func(ctx context.Context, st docStore) error {
 				kvs := make(map[string][]byte, len(docs))
 				for _, d := range docs {
 					kvs[d.key] = d.body
@@ -87,11 +87,11 @@ standard input.`,
 		c.Flags().StringVarP(&file, "file", "f", "", "file of service documents, or - for standard input")
 		_ = c.MarkFlagRequired("file")
 	}
-	cmd.AddCommand(validate, apply, newConfigGetCommand(&src), newConfigDeleteCommand(&src))
+	cmd.AddCommand(validate, apply, newConfigGetCommand(g, &src), newConfigDeleteCommand(g, &src))
 	return cmd
 }
 
-func newConfigGetCommand(src *sourceFlags) *cobra.Command {
+func newConfigGetCommand(g *globalFlags, src *sourceFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "get [SERVICE]...",
 		Short: "Print service documents; with no name, list every service key and whether it is valid",
@@ -100,7 +100,7 @@ func newConfigGetCommand(src *sourceFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withStore(cmd.Context(), src, func(ctx context.Context, st docStore) error {
+			return withStore(cmd.Context(), g, src, func(ctx context.Context, st docStore) error {
 				if len(names) == 0 {
 					return listServices(ctx, cmd.OutOrStdout(), st, prefix)
 				}
@@ -139,7 +139,7 @@ func listServices(ctx context.Context, out io.Writer, st docStore, prefix string
 	return nil
 }
 
-func newConfigDeleteCommand(src *sourceFlags) *cobra.Command {
+func newConfigDeleteCommand(g *globalFlags, src *sourceFlags) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "delete (-f FILE | SERVICE...)",
@@ -165,7 +165,7 @@ func newConfigDeleteCommand(src *sourceFlags) *cobra.Command {
 			if len(keys) == 0 {
 				return errors.New("name a service or give -f FILE")
 			}
-			return withStore(cmd.Context(), src, func(ctx context.Context, st docStore) error {
+			return withStore(cmd.Context(), g, src, func(ctx context.Context, st docStore) error {
 				for _, key := range keys {
 					existed, err := st.Delete(ctx, key)
 					if err != nil {
@@ -185,8 +185,12 @@ func newConfigDeleteCommand(src *sourceFlags) *cobra.Command {
 	return cmd
 }
 
-func withStore(ctx context.Context, src *sourceFlags, fn func(context.Context, docStore) error) error {
-	st, err := src.store()
+func withStore(ctx context.Context, g *globalFlags, src *sourceFlags, fn func(context.Context, docStore) error) error {
+	log, err := g.logger()
+	if err != nil {
+		return err
+	}
+	st, err := src.store(log)
 	if err != nil {
 		return err
 	}

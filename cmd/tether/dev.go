@@ -11,10 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/tether-mesh/tether/agent"
 	"github.com/tether-mesh/tether/demo"
+	"github.com/tether-mesh/tether/telemetry"
 	etcdwatch "github.com/tether-mesh/tether/watchers/etcd"
 )
 
@@ -62,16 +62,22 @@ func runDev(ctx context.Context, log *slog.Logger, o devOptions) error {
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create --data-dir: %w", err)
 	}
-	etcd, err := demo.StartEtcd(demo.EtcdConfig{
-		Dir: filepath.Join(o.dataDir, "etcd"), ClientAddr: o.etcdAddr, PeerAddr: o.etcdPeerAddr,
-	})
+	etcdCfg := demo.EtcdConfig{Dir: filepath.Join(o.dataDir, "etcd"), ClientAddr: o.etcdAddr, PeerAddr: o.etcdPeerAddr}
+	if log.Enabled(ctx, slog.LevelDebug) {
+		// etcd logs expected errors while it shuts down, so its log joins
+		// the agent's only when asked for.
+		etcdCfg.Logger = telemetry.ZapLogger(log, "embedded-etcd")
+	}
+	etcd, err := demo.StartEtcd(etcdCfg)
 	if err != nil {
 		return err
 	}
 	defer etcd.Close()
 	etcdURL := demo.ClientURL(etcd)
 
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{etcdURL}, DialTimeout: 5 * time.Second, Logger: telemetry.ZapLogger(log, "etcd-client"),
+	})
 	if err != nil {
 		return fmt.Errorf("connect to embedded etcd: %w", err)
 	}

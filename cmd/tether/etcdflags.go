@@ -5,13 +5,15 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
+
+	"github.com/tether-mesh/tether/telemetry"
 )
 
 // etcdFlags are the flags that connect to etcd.
@@ -35,7 +37,8 @@ func (e *etcdFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&e.dialTimeout, "etcd-dial-timeout", 5*time.Second, "timeout of the first connection to etcd (for example 5s)")
 }
 
-func (e *etcdFlags) client() (*clientv3.Client, error) {
+// client connects to etcd. The client logs through log.
+func (e *etcdFlags) client(log *slog.Logger) (*clientv3.Client, error) {
 	cfg := clientv3.Config{
 		Endpoints:            e.endpoints,
 		DialTimeout:          e.dialTimeout,
@@ -43,9 +46,7 @@ func (e *etcdFlags) client() (*clientv3.Client, error) {
 		DialKeepAliveTimeout: 5 * time.Second,
 		Username:             e.username,
 		Password:             e.password,
-		// TODO: bridge etcd's zap logs into slog; until then the client
-		// logs nothing and the watcher reports store errors itself.
-		Logger: zap.NewNop(),
+		Logger:               telemetry.ZapLogger(log, "etcd-client"),
 	}
 	if e.caFile != "" || e.certFile != "" {
 		tlsCfg, err := e.tlsConfig()

@@ -69,7 +69,7 @@ func (s *sourceFlags) watcher(log *slog.Logger, reg prometheus.Registerer, sf *s
 		w, err := consulwatch.New(cfg)
 		return w, func() {}, err
 	}
-	cli, err := s.etcd.client()
+	cli, err := s.etcd.client(log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -28,18 +28,18 @@ type docStore interface {
 	Close()
 }
 
-// store opens the store the flags name.
-func (s *sourceFlags) store() (docStore, error) {
+// store opens the store the flags name. Its client logs through log.
+func (s *sourceFlags) store(log *slog.Logger) (docStore, error) {
 	if s.source == sourceConsul {
 		cfg := s.consul.config(consulwatch.DefaultPrefix)
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = log
 		cli, err := consulwatch.NewClient(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return consulStore{kv: cli.KV()}, nil
 	}
-	cli, err := s.etcd.client()
+	cli, err := s.etcd.client(log)
 	if err != nil {
 		return nil, err
 	}
