@@ -29,8 +29,8 @@ type Agent struct {
 	cache    *xds.Cache
 	server   *xds.Server
 
-	// updated has capacity one: publish sends without blocking, the pump
-	// receives. Nobody closes it.
+	// updated has capacity one: publish sends without blocking and the
+	// pump receives. It is never closed.
 	updated chan struct{}
 
 	mu sync.Mutex

@@ -44,7 +44,7 @@ type Config struct {
 	DrainDelay time.Duration
 	// CacheFile, when set, holds the last good mesh state: written after
 	// pushes, read at start so the agent can serve before the store
-	// answers.
+	// responds.
 	CacheFile string
 	// Watcher is the configuration source.
 	Watcher watchers.Watcher

@@ -78,7 +78,7 @@ scrape_configs:
 	})
 
 	for query, want := range map[string]string{
-		`up{job="tether"}`:                                  "1",
+		`up{job="tether"}`: "1",
 		`tether_xds_streams{job="tether",kind="ads-sotw"}`:  "1",
 		`tether_agent_ready{job="tether"}`:                  "1",
 		`tether_store_invalid_documents{job="tether"}`:      "0",

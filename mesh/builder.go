@@ -12,7 +12,7 @@ const (
 	EndpointsDir = "endpoints/"
 )
 
-// KeyKind says what a store key holds.
+// KeyKind is the kind of document a store key contains.
 type KeyKind int
 
 // Kinds of store keys.
@@ -170,7 +170,7 @@ func (b *Builder) SetInvalid(key string, err error) {
 	b.invalid[key] = err
 }
 
-// ClearInvalid forgets the error recorded for key.
+// ClearInvalid removes the error recorded for key.
 func (b *Builder) ClearInvalid(key string) { delete(b.invalid, key) }
 
 // Keys returns every key the builder holds a value or an error for.

@@ -47,7 +47,7 @@ type Service struct {
 	CircuitBreaking *CircuitBreaking `json:"circuitBreaking,omitempty"`
 	// OutlierDetection ejects endpoints that keep failing.
 	OutlierDetection *OutlierDetection `json:"outlierDetection,omitempty"`
-	// MTLS says whether the service's inbound side requires mutual TLS.
+	// MTLS sets whether the service's inbound side requires mutual TLS.
 	MTLS *MTLS `json:"mtls,omitempty"`
 	// AllowedCallers lists the SPIFFE IDs that may call the service. Empty
 	// allows every caller.

@@ -22,7 +22,7 @@ type Cache struct {
 	// applied counts the calls to Apply that changed something; guarded by mu.
 	applied uint64
 	// ready is set by the first Apply, even one that changes nothing.
-	// Streams answer nothing before it, so a client never mistakes an agent
+	// Streams send nothing before it, so a client never mistakes an agent
 	// that has not read its store yet for an empty mesh. Guarded by mu.
 	ready bool
 }
@@ -41,11 +41,11 @@ type watcher struct {
 	// changed maps a type URL to the names changed since the last drain;
 	// guarded by mu.
 	changed map[string]map[string]struct{}
-	// resync asks the stream to send every subscription in full; guarded
+	// resync makes the stream send every subscription in full; guarded
 	// by mu.
 	resync bool
-	// wake has capacity one. The cache sends without blocking, the stream
-	// receives; nobody closes it.
+	// wake has capacity one. The cache sends without blocking and the
+	// stream receives. It is never closed.
 	wake chan struct{}
 }
 

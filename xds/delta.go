@@ -131,7 +131,7 @@ func (st *stream) deltaScope(sub *subscription) []string {
 	return slices.Sorted(maps.Keys(scope))
 }
 
-// flushDelta answers the changes the cache recorded since the last flush.
+// flushDelta sends the changes the cache recorded since the last flush.
 func (st *stream) flushDelta() []*discovery.DeltaDiscoveryResponse {
 	changed, resync := st.w.drain()
 	st.mu.Lock()
@@ -153,7 +153,7 @@ func (st *stream) flushDelta() []*discovery.DeltaDiscoveryResponse {
 // responseDelta builds at most one response covering names. A name the
 // client holds but may no longer have goes into removed_resources. A name in
 // announceMissing that does not exist is also listed as removed, which is
-// how delta xDS tells a client that a resource it subscribed to does not
+// how delta xDS informs a client that a resource it subscribed to does not
 // exist.
 func (st *stream) responseDelta(sub *subscription, names []string, announceMissing map[string]struct{}) []*discovery.DeltaDiscoveryResponse {
 	cache := st.srv.cache

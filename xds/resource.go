@@ -11,10 +11,11 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
-// Type URLs the server serves, in the order a change is pushed over one ADS
-// stream: clusters before their endpoints, listeners before their routes,
-// so a proxy never waits on a reference that has not arrived (xDS protocol,
-// "eventual consistency considerations").
+// Type URLs the server serves, in the order one flush of a stream sends
+// them: clusters before their endpoints and listeners before their routes,
+// the order the xDS protocol recommends so that a proxy does not hold a
+// reference to a resource it has not received ("eventual consistency
+// considerations").
 var pushOrder = []string{
 	resourcev3.ClusterType,
 	resourcev3.EndpointType,
@@ -70,8 +71,8 @@ func NewResource(name string, msg proto.Message, keys ...string) (*Resource, err
 	}, nil
 }
 
-// Changes is what one translation changed: resources to add or replace and
-// names to remove, by type URL.
+// Changes is the output of one translation: resources to add or replace
+// and names to remove, by type URL.
 type Changes struct {
 	Upserts map[string][]*Resource
 	Removes map[string][]string

@@ -18,8 +18,8 @@ func (s *Server) runSotW(gs sotwStream, kind, fixedType string) error {
 
 	reqs := make(chan *discovery.DiscoveryRequest, 1)
 	errc := make(chan error, 1)
-	// The receiver ends when gRPC cancels ctx after this handler returns;
-	// it is the one goroutine a stream does not wait for, because Recv
+	// The receiver ends when gRPC cancels ctx after this handler returns.
+	// It is the one goroutine a stream does not wait for, because Recv
 	// cannot be interrupted from the handler.
 	go receive(ctx, gs.Recv, reqs, errc)
 
@@ -67,8 +67,8 @@ func (st *stream) handleSotW(req *discovery.DiscoveryRequest) ([]*discovery.Disc
 	}
 
 	added := sub.replaceNames(req.GetResourceNames())
-	// A request without a nonce starts (or restarts) the type: answer in
-	// full. Otherwise answer only for names the client just added.
+	// A request without a nonce starts (or restarts) the type, so it gets
+	// a full response. Otherwise only names the client just added get one.
 	if req.GetResponseNonce() == "" {
 		return st.responseSotW(sub, nil, true), nil
 	}
@@ -78,7 +78,7 @@ func (st *stream) handleSotW(req *discovery.DiscoveryRequest) ([]*discovery.Disc
 	return nil, nil
 }
 
-// flushSotW answers the changes the cache recorded since the last flush.
+// flushSotW sends the changes the cache recorded since the last flush.
 func (st *stream) flushSotW() []*discovery.DiscoveryResponse {
 	changed, resync := st.w.drain()
 	st.mu.Lock()
@@ -100,7 +100,7 @@ func (st *stream) flushSotW() []*discovery.DiscoveryResponse {
 // responseSotW builds at most one response for sub. names limits a partial
 // type to those names (nil means every subscribed name). force sends a
 // full-state type even when it equals what the client holds, because the
-// client waits for an answer to its request.
+// client waits for a response to its request.
 func (st *stream) responseSotW(sub *subscription, names map[string]struct{}, force bool) []*discovery.DiscoveryResponse {
 	cache := st.srv.cache
 	if !cache.Ready() {

@@ -2,7 +2,8 @@ package xds
 
 import "time"
 
-// StreamStatus is what /debug/syncz shows for one open stream.
+// StreamStatus is the sync state of one open stream, as /debug/syncz
+// shows it.
 type StreamStatus struct {
 	ID int64 `json:"stream_id"`
 	// NodeID and Cluster come from the node in the stream's first request.

@@ -20,7 +20,7 @@ type subscription struct {
 	wildcard bool
 	names    map[string]struct{}
 	// sent maps a name to the version the client holds as far as the
-	// server knows: set when a response goes out, reverted on NACK.
+	// server can tell: set when a response goes out, reverted on NACK.
 	sent map[string]string
 	// acked maps a name to the last version the client accepted.
 	acked map[string]*Resource

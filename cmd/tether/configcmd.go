@@ -243,7 +243,7 @@ func readDocuments(path, prefix string) ([]document, error) {
 		docs = append(docs, document{key: key, body: bytes.TrimSpace(body)})
 	}
 	if len(docs) == 0 && len(errs) == 0 {
-		errs = append(errs, fmt.Errorf("%s holds no documents", path))
+		errs = append(errs, fmt.Errorf("%s contains no documents", path))
 	}
 	return docs, errors.Join(errs...)
 }

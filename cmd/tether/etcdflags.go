@@ -71,7 +71,7 @@ func (e *etcdFlags) tlsConfig() (*tls.Config, error) {
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--etcd-ca-file %s holds no PEM certificate", e.caFile)
+			return nil, fmt.Errorf("--etcd-ca-file %s contains no PEM certificate", e.caFile)
 		}
 		cfg.RootCAs = pool
 	}
