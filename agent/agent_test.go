@@ -258,6 +258,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad xds address", Config{Watcher: newFakeWatcher(), XDSAddr: "nohost"}},
 		{"max delay below debounce", Config{Watcher: newFakeWatcher(), Debounce: time.Second, MaxDelay: time.Millisecond}},
 		{"negative drain", Config{Watcher: newFakeWatcher(), DrainDelay: -time.Second}},
+		{"remote xds without consent", Config{Watcher: newFakeWatcher(), XDSAddr: "0.0.0.0:18000"}},
+		{"remote admin without consent", Config{Watcher: newFakeWatcher(), AdminAddr: "10.1.2.3:15020"}},
+		{"host name", Config{Watcher: newFakeWatcher(), XDSAddr: "example.internal:18000"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -265,6 +268,17 @@ func TestConfigValidate(t *testing.T) {
 				t.Error("Validate accepted an invalid config")
 			}
 		})
+	}
+}
+
+func TestConfigAcceptsRemoteWithConsent(t *testing.T) {
+	cfg := Config{Watcher: newFakeWatcher(), XDSAddr: "0.0.0.0:18000", InsecureRemote: true}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate with InsecureRemote: %v", err)
+	}
+	cfg = Config{Watcher: newFakeWatcher(), XDSAddr: "[::1]:18000", AdminAddr: "localhost:15020"}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate on loopback: %v", err)
 	}
 }
 

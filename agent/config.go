@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,8 +29,13 @@ const (
 
 // Config configures an Agent.
 type Config struct {
-	// XDSAddr is the host:port the xDS gRPC server listens on.
+	// XDSAddr is the host:port the xDS gRPC server listens on. An address
+	// other than loopback needs InsecureRemote, because the server has no
+	// mTLS yet.
 	XDSAddr string
+	// InsecureRemote allows XDSAddr and AdminAddr outside loopback without
+	// TLS. Any host that reaches them can read the whole mesh.
+	InsecureRemote bool
 	// AdminAddr is the host:port of the admin HTTP server (health, debug,
 	// metrics).
 	AdminAddr string
@@ -83,7 +89,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("agent: no configuration source"))
 	}
 	for name, addr := range map[string]string{"xds address": c.XDSAddr, "admin address": c.AdminAddr} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
+		if err := checkListenAddr(addr, c.InsecureRemote); err != nil {
 			errs = append(errs, fmt.Errorf("agent: invalid %s %q: %w", name, addr, err))
 		}
 	}
@@ -94,4 +100,27 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("agent: drain delay %s is negative", c.DrainDelay))
 	}
 	return errors.Join(errs...)
+}
+
+// checkListenAddr accepts a host:port on loopback, or anywhere when
+// insecure is set.
+func checkListenAddr(addr string, insecure bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if insecure || host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("host %q is not an IP address or localhost", host)
+	}
+	if !ip.IsLoopback() {
+		// TODO: serve xDS over mTLS and lift this rule for remote proxies
+		// that present a client certificate.
+		return errors.New("listening outside loopback serves the mesh in plain text to any host; " +
+			"pass --insecure-remote to accept that, or keep a loopback address")
+	}
+	return nil
 }

@@ -25,6 +25,7 @@ type serveFlags struct {
 	cacheFile      string
 	silenceTimeout time.Duration
 	namingPrefixes []string
+	insecureRemote bool
 }
 
 func (s *serveFlags) register(fs *pflag.FlagSet) {
@@ -35,6 +36,7 @@ func (s *serveFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&s.drainDelay, "drain-delay", agent.DefaultDrainDelay, "how long open xDS streams may stay after shutdown starts (for example 5s)")
 	fs.StringVar(&s.cacheFile, "cache-file", "", "file for the last-known-good mesh state, served at start until the store answers; empty disables it")
 	fs.DurationVar(&s.silenceTimeout, "silence-timeout", etcdwatch.DefaultSilenceTimeout, "etcd only: longest an etcd watch may stay silent, with no event and no progress notification, before the agent marks the store stale and reconnects")
+	fs.BoolVar(&s.insecureRemote, "insecure-remote", false, "allow --xds-addr and --admin-addr outside loopback without TLS; any host that reaches them can read the whole mesh")
 	fs.StringSliceVar(&s.namingPrefixes, "etcd-naming-prefix", nil, "etcd only: also read endpoints registered with etcd's naming/endpoints package: keys <prefix><service>/<anything>; repeatable")
 }
 
@@ -75,16 +77,17 @@ func runAgent(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, w
 	sourceName string, sf *serveFlags, started func(*agent.Agent),
 ) error {
 	a, err := agent.New(agent.Config{
-		XDSAddr:    sf.xdsAddr,
-		AdminAddr:  sf.adminAddr,
-		Debounce:   sf.debounce,
-		MaxDelay:   sf.maxDelay,
-		DrainDelay: sf.drainDelay,
-		CacheFile:  sf.cacheFile,
-		Watcher:    w,
-		SourceName: sourceName,
-		Logger:     log,
-		Registry:   reg,
+		XDSAddr:        sf.xdsAddr,
+		AdminAddr:      sf.adminAddr,
+		Debounce:       sf.debounce,
+		MaxDelay:       sf.maxDelay,
+		DrainDelay:     sf.drainDelay,
+		CacheFile:      sf.cacheFile,
+		InsecureRemote: sf.insecureRemote,
+		Watcher:        w,
+		SourceName:     sourceName,
+		Logger:         log,
+		Registry:       reg,
 	})
 	if err != nil {
 		return err
