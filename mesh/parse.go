@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
-	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -69,28 +68,24 @@ func decodeStrict(key string, data []byte, v any) error {
 		fe.add("", "document is empty")
 		return fe.err()
 	}
-	if n := countDocuments(data); n > 1 {
-		fe.add("", "value holds %d YAML documents separated by ---; a key holds exactly one", n)
-		return fe.err()
+	js := data
+	if !json.Valid(data) {
+		if n := countDocuments(data); n > 1 {
+			fe.add("", "value holds %d YAML documents separated by ---; a key holds exactly one", n)
+			return fe.err()
+		}
+		// The strict conversion rejects a field written twice; the lax one
+		// would keep the last value without a word.
+		var err error
+		if js, err = yaml.YAMLToJSONStrict(data); err != nil {
+			fe.add("", "not valid YAML or JSON: %v", err)
+			return fe.err()
+		}
 	}
-	// The strict conversion rejects a field written twice; the lax one
-	// would keep the last value without a word.
-	js, err := yaml.YAMLToJSONStrict(data)
-	if err != nil {
+	if err := walkFields(fe, js, reflect.TypeOf(v).Elem()); err != nil {
 		fe.add("", "not valid YAML or JSON: %v", err)
 		return fe.err()
 	}
-
-	var raw any
-	if err := json.Unmarshal(js, &raw); err != nil {
-		fe.add("", "not valid YAML or JSON: %v", err)
-		return fe.err()
-	}
-	if _, ok := raw.(map[string]any); !ok {
-		fe.add("", "document must be a mapping of fields, not %s", jsonKind(raw))
-		return fe.err()
-	}
-	checkFields(fe, "", raw, reflect.TypeOf(v).Elem())
 	if err := fe.err(); err != nil {
 		return err
 	}
@@ -128,76 +123,9 @@ func countDocuments(data []byte) int {
 
 var durationType = reflect.TypeOf(Duration{})
 
-// checkFields walks a decoded JSON value next to the Go type it will be
-// decoded into and reports unknown fields, wrong kinds and bad durations with
-// their full path. encoding/json reports unknown fields without a path.
-func checkFields(fe *fieldErrors, path string, raw any, t reflect.Type) {
-	if raw == nil {
-		return
-	}
-	if t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch {
-	case t == durationType:
-		s, ok := raw.(string)
-		if !ok {
-			fe.add(path, "expected a duration string with a unit such as \"5s\", found %s", jsonKind(raw))
-			return
-		}
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			fe.add(path, "invalid duration %q: write a number with a unit, such as \"250ms\" or \"5s\"", s)
-		} else if d < 0 {
-			fe.add(path, "invalid duration %q: must not be negative", s)
-		}
-	case t.Kind() == reflect.Struct:
-		m, ok := raw.(map[string]any)
-		if !ok {
-			fe.add(path, "expected a mapping of fields, found %s", jsonKind(raw))
-			return
-		}
-		fields := jsonFields(t)
-		for _, name := range sortedKeys(m) {
-			ft, known := fields[name]
-			if !known {
-				fe.add(join(path, name), "unknown field; known fields are %s", strings.Join(sortedKeys(fields), ", "))
-				continue
-			}
-			checkFields(fe, join(path, name), m[name], ft)
-		}
-	case t.Kind() == reflect.Slice:
-		items, ok := raw.([]any)
-		if !ok {
-			fe.add(path, "expected a list, found %s", jsonKind(raw))
-			return
-		}
-		for i, item := range items {
-			checkFields(fe, fmt.Sprintf("%s[%d]", path, i), item, t.Elem())
-		}
-	case t.Kind() == reflect.Map:
-		m, ok := raw.(map[string]any)
-		if !ok {
-			fe.add(path, "expected a mapping, found %s", jsonKind(raw))
-			return
-		}
-		for _, k := range sortedKeys(m) {
-			checkFields(fe, join(path, k), m[k], t.Elem())
-		}
-	case t.Kind() == reflect.String:
-		if _, ok := raw.(string); !ok {
-			fe.add(path, "expected a string, found %s", jsonKind(raw))
-		}
-	case t.Kind() == reflect.Bool:
-		if _, ok := raw.(bool); !ok {
-			fe.add(path, "expected true or false, found %s", jsonKind(raw))
-		}
-	case t.Kind() == reflect.Uint32:
-		n, ok := raw.(float64)
-		if !ok || n != float64(uint32(n)) {
-			fe.add(path, "expected a whole number from 0 to 4294967295, found %s", describe(raw))
-		}
-	}
+// knownFields lists a struct's JSON field names for error messages.
+func knownFields(t reflect.Type) string {
+	return strings.Join(sortedKeys(jsonFields(t)), ", ")
 }
 
 // jsonFields maps the JSON names of a struct's fields to their types.

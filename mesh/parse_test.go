@@ -451,10 +451,24 @@ func TestParseServiceNullDuration(t *testing.T) {
 
 // TestParseServiceDuplicateKey covers a field written twice.
 func TestParseServiceDuplicateKey(t *testing.T) {
-	for _, doc := range []string{"port: 80\nport: 81\n", `{"port": 80, "port": 81}`} {
-		_, err := mesh.ParseService(testServiceKey, testService, []byte(doc))
-		checkFieldErrors(t, err, testServiceKey, []wantField{{"", `key "port" already set`}})
-	}
+	// The YAML conversion rejects the YAML form before the field walk, so
+	// only the JSON form gets a field path.
+	_, err := mesh.ParseService(testServiceKey, testService, []byte("port: 80\nport: 81\n"))
+	checkFieldErrors(t, err, testServiceKey, []wantField{{"", `key "port" already set`}})
+
+	_, err = mesh.ParseService(testServiceKey, testService, []byte(`{"port": 80, "port": 81}`))
+	checkFieldErrors(t, err, testServiceKey, []wantField{{"port", "field written twice"}})
+
+	_, err = mesh.ParseService(testServiceKey, testService,
+		[]byte(`{"port": 80, "subsets": [{"name": "a", "labels": {"v": "1", "v": "2"}}]}`))
+	checkFieldErrors(t, err, testServiceKey, []wantField{{"subsets[0].labels.v", "key written twice"}})
+}
+
+// TestParseServiceFieldCase covers JSON field names in another case, which
+// encoding/json alone would accept.
+func TestParseServiceFieldCase(t *testing.T) {
+	_, err := mesh.ParseService(testServiceKey, testService, []byte(`{"Port": 80}`))
+	checkFieldErrors(t, err, testServiceKey, []wantField{{"Port", "unknown field"}})
 }
 
 // TestParseServiceSecondDocument covers a value holding two YAML
