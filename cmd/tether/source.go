@@ -47,6 +47,9 @@ func (s *sourceFlags) resolvedPrefix() (string, error) {
 		if prefix == "" {
 			prefix = consulwatch.DefaultPrefix
 		}
+		if strings.HasPrefix(prefix, "/") {
+			return "", fmt.Errorf("invalid --prefix %q: Consul KV keys do not start with /", prefix)
+		}
 	default:
 		return "", fmt.Errorf("invalid --source %q: use etcd or consul", s.source)
 	}
@@ -103,7 +106,7 @@ type consulFlags struct {
 }
 
 func (c *consulFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&c.addr, "consul-addr", "", "Consul HTTP address, host:port or https://host:port (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
+	fs.StringVar(&c.addr, "consul-addr", "", "Consul HTTP address, host:port or https://host:port (default $CONSUL_HTTP_ADDR, else localhost:8500)")
 	fs.StringVar(&c.token, "consul-token", "", "Consul ACL token; prefer $CONSUL_HTTP_TOKEN or --consul-token-file, which stay out of the process list")
 	fs.StringVar(&c.tokenFile, "consul-token-file", "", "file holding the Consul ACL token (default $CONSUL_HTTP_TOKEN_FILE)")
 	fs.StringVar(&c.caFile, "consul-ca-file", "", "PEM CA certificate that signed Consul's HTTPS certificate (default $CONSUL_CACERT)")

@@ -90,11 +90,13 @@ func (s etcdStore) Delete(ctx context.Context, key string) (bool, error) {
 
 func (s etcdStore) Close() { s.cli.Close() }
 
-// consulStore writes Consul KV. A KV transaction holds at most 64
-// operations, so PutAll rejects more rather than writing part of them.
+// consulStore writes Consul KV. A transaction has a size limit, so PutAll
+// rejects more documents than maxConsulTxnOps rather than writing part of
+// them.
 type consulStore struct{ kv *api.KV }
 
-// maxConsulTxnOps is Consul's limit on operations in one transaction.
+// maxConsulTxnOps is the largest transaction PutAll sends. Consul 1.14
+// accepts 128 operations; 64 is the limit older releases documented.
 const maxConsulTxnOps = 64
 
 func (s consulStore) PutAll(ctx context.Context, kvs map[string][]byte) (int64, error) {
@@ -105,7 +107,7 @@ func (s consulStore) PutAll(ctx context.Context, kvs map[string][]byte) (int64, 
 	for k, v := range kvs {
 		ops = append(ops, &api.KVTxnOp{Verb: api.KVSet, Key: k, Value: v})
 	}
-	ok, resp, meta, err := s.kv.Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+	ok, resp, _, err := s.kv.Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return 0, err
 	}
@@ -116,7 +118,15 @@ func (s consulStore) PutAll(ctx context.Context, kvs map[string][]byte) (int64, 
 		}
 		return 0, fmt.Errorf("consul rejected the transaction: %s", strings.Join(msgs, "; "))
 	}
-	return int64(meta.LastIndex), nil
+	// A transaction response carries no X-Consul-Index header, so the
+	// index is the highest one the transaction wrote.
+	var index uint64
+	for _, r := range resp.Results {
+		if r != nil {
+			index = max(index, r.ModifyIndex)
+		}
+	}
+	return int64(index), nil
 }
 
 func (s consulStore) Get(ctx context.Context, key string) ([]byte, int64, bool, error) {
@@ -147,8 +157,15 @@ func (s consulStore) Delete(ctx context.Context, key string) (bool, error) {
 	if pair == nil {
 		return false, nil
 	}
-	_, err = s.kv.Delete(key, (&api.WriteOptions{}).WithContext(ctx))
-	return err == nil, err
+	// Delete only the version read, so a concurrent write is not lost.
+	ok, _, err := s.kv.DeleteCAS(pair, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		return false, fmt.Errorf("%s changed while it was being deleted; run the command again", key)
+	}
+	return true, nil
 }
 
 func (s consulStore) Close() {}

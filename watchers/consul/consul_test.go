@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/tether-mesh/tether/internal/consultest"
 	"github.com/tether-mesh/tether/mesh"
 )
 
@@ -51,10 +52,10 @@ func putKV(t *testing.T, client *api.Client, key, value string) {
 
 func TestConsulInstanceLifecycle(t *testing.T) {
 	agent := sharedConsul(t)
-	client := agent.client()
+	client := agent.Client()
 	const service, id = "lifecycle", "lifecycle-1"
 
-	cfg := fastConfig(agent.addr)
+	cfg := fastConfig(agent.Addr())
 	cfg.Prefix = "lifecycle-test/"
 	passing := startWatcher(t, cfg)
 	cfg.IncludeWarning = true
@@ -129,11 +130,11 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 func TestConsulKVDocuments(t *testing.T) {
 	agent := sharedConsul(t)
-	client := agent.client()
+	client := agent.Client()
 	const prefix = "kv-test/"
 	clearKV(t, client, prefix)
 
-	cfg := fastConfig(agent.addr)
+	cfg := fastConfig(agent.Addr())
 	cfg.Prefix = prefix
 	rw := startWatcher(t, cfg)
 
@@ -180,17 +181,17 @@ func TestConsulKVDocuments(t *testing.T) {
 }
 
 func TestConsulAgentRestart(t *testing.T) {
-	agent := startTestConsul(t)
+	agent := consultest.StartAgent(t)
 	const prefix, service, id = "restart-test/", "restart", "restart-1"
 
-	cfg := fastConfig(agent.addr)
+	cfg := fastConfig(agent.Addr())
 	cfg.Prefix = prefix
 	// The default rate limit, so that the idle bound below holds for it.
 	cfg.QueryRate, cfg.QueryBurst = 0, 0
 	rw := startWatcher(t, cfg)
 
 	populate := func(port int) {
-		client := agent.client()
+		client := agent.Client()
 		putKV(t, client, prefix+"services/"+service, fmt.Sprintf(`{"port": %d}`, port))
 		registerTTL(t, client, service, id, port, nil, nil)
 	}
@@ -204,9 +205,9 @@ func TestConsulAgentRestart(t *testing.T) {
 	populate(7001)
 	before := rw.rec.waitFor(t, "state before restart", converged(7001))
 
-	agent.stop()
+	agent.Stop()
 	waitUntil(t, "stale health after the agent stopped", func() bool { return rw.w.Health().Stale })
-	if err := agent.start(); err != nil {
+	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}
 	populate(7002)

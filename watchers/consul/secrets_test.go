@@ -73,10 +73,10 @@ func TestSecretsInLogsConsul(t *testing.T) {
 	// The dev agent has ACLs off, so it accepts any token.
 	t.Setenv("CONSUL_HTTP_TOKEN", token)
 	const prefix = "secrets-test/"
-	clearKV(t, agent.client(), prefix)
-	putKV(t, agent.client(), prefix+"services/vault", `{"port": 8200, "bogus": 1}`)
+	clearKV(t, agent.Client(), prefix)
+	putKV(t, agent.Client(), prefix+"services/vault", `{"port": 8200, "bogus": 1}`)
 
-	cfg := fastConfig(agent.addr)
+	cfg := fastConfig(agent.Addr())
 	cfg.Prefix = prefix
 	rw := startWatcher(t, cfg)
 	if rw.w.token != token {
