@@ -62,6 +62,10 @@ type Builder struct {
 	// keys records every key the builder holds a value or an error for, so
 	// a watcher can tell which keys vanished while it was not watching.
 	keys map[string]struct{}
+	// unpublished names the endpoint sets created since the last State.
+	// No State shares them yet, so they are changed in place, which keeps
+	// listing a service with n endpoints at O(n) rather than O(n^2).
+	unpublished map[string]bool
 }
 
 // NewBuilder returns an empty Builder for keys under prefix.
@@ -72,6 +76,8 @@ func NewBuilder(prefix string) *Builder {
 		endpoints: make(map[string]*EndpointSet),
 		invalid:   make(map[string]error),
 		keys:      make(map[string]struct{}),
+
+		unpublished: make(map[string]bool),
 	}
 }
 
@@ -84,32 +90,58 @@ func (b *Builder) SetRevision(rev int64) { b.revision = rev }
 // Put parses the value of key and applies it. On error the key's previous
 // value stays, the error is recorded in State.Invalid and returned.
 func (b *Builder) Put(key string, value []byte) error {
-	b.keys[key] = struct{}{}
-	kind, service, instance := ParseKey(b.prefix, key)
-	var err error
-	switch kind {
+	return b.PutParsed(b.Parse(key, value))
+}
+
+// Parsed is one document parsed by Builder.Parse, ready for PutParsed.
+type Parsed struct {
+	key      string
+	kind     KeyKind
+	service  string
+	instance string
+	svc      *Service
+	ep       *Endpoint
+	err      error
+}
+
+// Parse parses the value of key without changing the builder. It only
+// reads the prefix, so several goroutines may call it at once, which lets
+// a watcher parse a large listing on every core.
+func (b *Builder) Parse(key string, value []byte) *Parsed {
+	p := &Parsed{key: key}
+	p.kind, p.service, p.instance = ParseKey(b.prefix, key)
+	switch p.kind {
 	case KeyService:
-		var svc *Service
-		if svc, err = ParseService(key, service, value); err == nil {
-			b.services[service] = svc
-		}
+		p.svc, p.err = ParseService(key, p.service, value)
 	case KeyEndpoint:
-		var ep *Endpoint
-		if !ValidName(service) {
-			err = &FieldError{Key: key, Reason: fmt.Sprintf(
-				"service name %q in the key is invalid: use lower-case letters, digits, '-' and '.', at most 63 characters", service)}
-		} else if ep, err = ParseEndpoint(key, value); err == nil {
-			b.PutEndpoint(service, instance, ep)
+		if !ValidName(p.service) {
+			p.err = &FieldError{Key: key, Reason: fmt.Sprintf(
+				"service name %q in the key is invalid: use lower-case letters, digits, '-' and '.', at most 63 characters", p.service)}
+		} else {
+			p.ep, p.err = ParseEndpoint(key, value)
 		}
 	default:
-		err = &FieldError{Key: key, Reason: fmt.Sprintf(
+		p.err = &FieldError{Key: key, Reason: fmt.Sprintf(
 			"unknown key: expected %s<name> or %s<service>/<instance> under %s", ServicesDir, EndpointsDir, b.prefix)}
 	}
-	if err != nil {
-		b.invalid[key] = err
-		return err
+	return p
+}
+
+// PutParsed applies a document from Parse. On error the key's previous
+// value stays, the error is recorded in State.Invalid and returned.
+func (b *Builder) PutParsed(p *Parsed) error {
+	b.keys[p.key] = struct{}{}
+	if p.err != nil {
+		b.invalid[p.key] = p.err
+		return p.err
 	}
-	delete(b.invalid, key)
+	switch p.kind {
+	case KeyService:
+		b.services[p.service] = p.svc
+	case KeyEndpoint:
+		b.PutEndpoint(p.service, p.instance, p.ep)
+	}
+	delete(b.invalid, p.key)
 	return nil
 }
 
@@ -157,6 +189,7 @@ func (b *Builder) SetEndpoints(service string, instances map[string]*Endpoint) {
 		return
 	}
 	b.endpoints[service] = &EndpointSet{Service: service, Instances: maps.Clone(instances)}
+	b.unpublished[service] = true
 }
 
 // TrackKey records a key outside the layout, such as one in etcd's naming
@@ -179,6 +212,7 @@ func (b *Builder) Keys() []string { return sortedKeys(b.keys) }
 // State returns the current state. Later calls to Put or Delete do not
 // change it.
 func (b *Builder) State() *State {
+	clear(b.unpublished)
 	return &State{
 		Revision:  b.revision,
 		Services:  maps.Clone(b.services),
@@ -190,9 +224,14 @@ func (b *Builder) State() *State {
 // cloneSet returns a copy of the service's endpoint set that the builder
 // may change, so that States already handed out stay immutable.
 func (b *Builder) cloneSet(service string) *EndpointSet {
+	old := b.endpoints[service]
+	if old != nil && b.unpublished[service] {
+		return old
+	}
 	set := &EndpointSet{Service: service, Instances: make(map[string]*Endpoint)}
-	if old := b.endpoints[service]; old != nil {
+	if old != nil {
 		set.Instances = maps.Clone(old.Instances)
 	}
+	b.unpublished[service] = true
 	return set
 }

@@ -82,6 +82,10 @@ func decodeStrict(key string, data []byte, v any) error {
 			return fe.err()
 		}
 	}
+	if decodeFast(js, v) {
+		return nil
+	}
+	reflect.ValueOf(v).Elem().SetZero()
 	if err := walkFields(fe, js, reflect.TypeOf(v).Elem()); err != nil {
 		fe.add("", "not valid YAML or JSON: %v", err)
 		return fe.err()

@@ -1,7 +1,9 @@
 package etcd
 
 import (
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/tether-mesh/tether/mesh"
 )
@@ -42,12 +44,45 @@ func (m *mirror) current(e entry) bool {
 
 // put applies one stored key and returns the parse error of an invalid
 // value. An invalid value leaves the key's last good value in place.
-func (m *mirror) put(e entry) error {
+// parsed, when not nil, is e's value already parsed by parseAll.
+func (m *mirror) put(e entry, parsed *mesh.Parsed) error {
 	m.modRevs[e.key] = e.modRev
 	if prefix, ok := m.namingPrefix(e.key); ok {
 		return m.putNaming(prefix, e)
 	}
-	return m.builder.Put(e.key, e.value)
+	if parsed == nil {
+		parsed = m.builder.Parse(e.key, e.value)
+	}
+	return m.builder.PutParsed(parsed)
+}
+
+// parallelParseMin is the number of entries from which parseAll spreads
+// parsing over every core. Below it, starting goroutines costs more than
+// it saves.
+const parallelParseMin = 256
+
+// parseAll parses the entries under the main prefix on every core and
+// returns the results by index; naming-format entries stay nil and are
+// parsed by put. Parsing does not change the mirror, so it is safe to run
+// concurrently; applying stays on the caller's goroutine.
+func (m *mirror) parseAll(entries []entry) []*mesh.Parsed {
+	out := make([]*mesh.Parsed, len(entries))
+	if len(entries) < parallelParseMin {
+		return out
+	}
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(entries); i += workers {
+				if _, naming := m.namingPrefix(entries[i].key); !naming {
+					out[i] = m.builder.Parse(entries[i].key, entries[i].value)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 func (m *mirror) putNaming(prefix string, e entry) error {

@@ -168,15 +168,18 @@ func (r *runner) listPrefix(ctx context.Context, prefix string, rev int64) ([]en
 // applyList makes the mirror hold exactly the listed entries. It reports
 // whether any key changed.
 func (r *runner) applyList(entries []entry) bool {
-	changed := false
 	listed := make(map[string]struct{}, len(entries))
+	var stale []entry
 	for _, e := range entries {
 		listed[e.key] = struct{}{}
-		if r.mirror.current(e) {
-			continue
+		if !r.mirror.current(e) {
+			stale = append(stale, e)
 		}
-		r.applyPut(e)
-		changed = true
+	}
+	changed := len(stale) > 0
+	parsed := r.mirror.parseAll(stale)
+	for i, e := range stale {
+		r.applyParsed(e, parsed[i])
 	}
 
 	for _, key := range r.mirror.vanished(listed) {
@@ -190,8 +193,11 @@ func (r *runner) applyList(entries []entry) bool {
 // applyPut applies one key and counts and logs it when invalid. The log
 // names the key and the fields at fault, never the value, which may one
 // day hold a secret.
-func (r *runner) applyPut(e entry) {
-	err := r.mirror.put(e)
+func (r *runner) applyPut(e entry) { r.applyParsed(e, nil) }
+
+// applyParsed is applyPut for a value parseAll may have parsed already.
+func (r *runner) applyParsed(e entry, parsed *mesh.Parsed) {
+	err := r.mirror.put(e, parsed)
 	if err == nil {
 		return
 	}
