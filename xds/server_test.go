@@ -324,3 +324,16 @@ func TestServerWildcardSkipsNamedOnly(t *testing.T) {
 		t.Errorf("named listeners = %v, want only reviews", got)
 	}
 }
+
+func TestServerAnswersFirstRequestWithForeignNonce(t *testing.T) {
+	srv, client := startServer(t)
+	srv.Cache().Apply(upsert(resourcev3.ClusterType, cluster(t, "a", time.Second)))
+
+	// A client that reconnects from another server carries that server's
+	// nonce and version in its first request.
+	c := openSotW(t, client)
+	c.send(&discovery.DiscoveryRequest{TypeUrl: resourcev3.ClusterType, VersionInfo: "other-7", ResponseNonce: "other-42"})
+	if got := namesOf(t, c.recv()); len(got) != 1 || got["a"] != "1s" {
+		t.Fatalf("first response holds %v, want cluster a", got)
+	}
+}

@@ -57,7 +57,7 @@ func (st *stream) handleSotW(req *discovery.DiscoveryRequest) ([]*discovery.Disc
 	defer st.mu.Unlock()
 
 	st.setNode(req.GetNode())
-	sub, _ := st.subscriptionLocked(typeURL)
+	sub, first := st.subscriptionLocked(typeURL)
 	if nonce := req.GetResponseNonce(); nonce != "" {
 		if d := req.GetErrorDetail(); d != nil {
 			st.recordNack(sub, nonce, d.GetMessage())
@@ -67,9 +67,12 @@ func (st *stream) handleSotW(req *discovery.DiscoveryRequest) ([]*discovery.Disc
 	}
 
 	added := sub.replaceNames(req.GetResourceNames())
-	// A request without a nonce starts (or restarts) the type, so it gets
-	// a full response. Otherwise only names the client just added get one.
-	if req.GetResponseNonce() == "" {
+	// The first request of a type on this stream gets a full response, even
+	// with a nonce: a client that moved from another server sends that
+	// server's nonce, and Istio's client sends one it made up. So does a
+	// request without a nonce. Otherwise only names the client just added
+	// get a response.
+	if first || req.GetResponseNonce() == "" {
 		return st.responseSotW(sub, nil, true), nil
 	}
 	if len(added) > 0 {
