@@ -36,6 +36,12 @@ func newMirror(prefix string, naming []string) *mirror {
 	}
 }
 
+// holds reports whether the mirror has a value or an error for key.
+func (m *mirror) holds(key string) bool {
+	_, ok := m.modRevs[key]
+	return ok
+}
+
 // current reports whether the mirror already holds e's version of its key.
 func (m *mirror) current(e entry) bool {
 	rev, ok := m.modRevs[e.key]

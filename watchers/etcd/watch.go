@@ -37,10 +37,17 @@ func (r *runner) watch(ctx context.Context, rev int64) (string, error) {
 		// below still covers it. WithPrevKV is not requested: a delete
 		// needs only the key, and previous values would double the
 		// traffic of every put.
+		//
+		// The watch starts at the listed revision, not the one after it:
+		// etcd answers a progress request only when every watch on the
+		// stream starts at or below the current revision (progressIfSync
+		// in etcd's mvcc package), so on a quiet store a watch from rev+1
+		// would never hear a progress notification and would be taken for
+		// dead. The events of rev itself arrive again and are skipped.
 		wg.Go(func() {
 			ch := r.client.Watch(ctx, prefix,
 				clientv3.WithPrefix(),
-				clientv3.WithRev(rev+1),
+				clientv3.WithRev(rev),
 				clientv3.WithProgressNotify())
 			forward(ctx, i, ch, responses)
 		})
@@ -144,26 +151,40 @@ func (r *runner) handle(wr watchResponse) (string, error) {
 	if len(resp.Events) == 0 {
 		return "", nil
 	}
-	r.applyEvents(wr.index, resp.Events)
-	r.publishState()
+	if r.applyEvents(wr.index, resp.Events) {
+		r.publishState()
+	}
 	return "", nil
 }
 
-// applyEvents applies the events of one watch response in order.
-func (r *runner) applyEvents(index int, events []*clientv3.Event) {
+// applyEvents applies the events of one watch response in order and
+// reports whether any changed the mirror. Events the mirror already
+// reflects, those of the listed revision, are skipped.
+func (r *runner) applyEvents(index int, events []*clientv3.Event) bool {
 	var last int64
+	changed := false
 	for _, ev := range events {
 		key := string(ev.Kv.Key)
 		last = max(last, ev.Kv.ModRevision)
 		if ev.Type == clientv3.EventTypeDelete {
+			if !r.mirror.holds(key) {
+				continue
+			}
 			r.w.metrics.events.WithLabelValues("delete").Inc()
 			r.mirror.delete(key)
+			changed = true
+			continue
+		}
+		e := entry{key: key, value: ev.Kv.Value, modRev: ev.Kv.ModRevision}
+		if r.mirror.current(e) {
 			continue
 		}
 		r.w.metrics.events.WithLabelValues("put").Inc()
-		r.applyPut(entry{key: key, value: ev.Kv.Value, modRev: ev.Kv.ModRevision})
+		r.applyPut(e)
+		changed = true
 	}
 	r.advance(index, last)
+	return changed
 }
 
 // advance records that watch index has delivered every event up to rev and

@@ -306,3 +306,27 @@ func TestWatcherRunReturnsWhenClientClosed(t *testing.T) {
 		t.Fatal("Run did not return after the client was closed")
 	}
 }
+
+// TestIdleWatchStaysFresh covers a healthy store that nobody writes to:
+// progress notifications must keep the watch alive, so no silent resync
+// happens over several silence windows.
+func TestIdleWatchStaysFresh(t *testing.T) {
+	server := startEtcd(t)
+	client := newClient(t, server.endpoint())
+	put(t, client, serviceKey("reviews"), serviceDoc(9080))
+	w, rec, reg := startWatcher(t, Config{Client: client, SilenceTimeout: time.Second})
+	rec.waitFor(t, "with the listed key", hasService("reviews"))
+
+	// Nothing announces the absence of a resync, so this waits a bounded
+	// window of three silence timeouts.
+	time.Sleep(3500 * time.Millisecond)
+	if v := metricValue(t, reg, "tether_store_resyncs_total", map[string]string{"reason": "silent"}); v != 0 {
+		t.Errorf("silent resyncs on an idle healthy store = %v, expected 0", v)
+	}
+	if h := w.Health(); h.Stale {
+		t.Errorf("health = %+v, expected not stale", h)
+	}
+	if n := rec.count(); n != 1 {
+		t.Errorf("published %d states while idle, expected only the first", n)
+	}
+}
