@@ -34,14 +34,16 @@ func (a *Agent) adminHandler() http.Handler {
 type Readiness struct {
 	Ready bool `json:"ready"`
 	// Status is ready, degraded (serving, but the store is stale or the
-	// state came from the last-known-good file) or not_ready.
+	// state came from the last-known-good file), draining (shutting down)
+	// or not_ready.
 	Status   string          `json:"status"`
 	Source   string          `json:"source,omitempty"`
 	Revision int64           `json:"revision,omitempty"`
 	Store    watchers.Health `json:"store"`
-	// StaleSeconds is how long ago the store last confirmed the state.
-	StaleSeconds float64 `json:"stale_seconds,omitempty"`
-	Streams      int     `json:"streams"`
+	// SecondsSinceSync is how long ago the store last confirmed the
+	// state, whether or not it is stale now.
+	SecondsSinceSync float64 `json:"seconds_since_sync,omitempty"`
+	Streams          int     `json:"streams"`
 }
 
 // readiness reports ready once a state from the store has been pushed. A
@@ -58,10 +60,13 @@ func (a *Agent) readiness() Readiness {
 		r.Revision = st.Revision
 	}
 	if !r.Store.LastSync.IsZero() {
-		r.StaleSeconds = time.Since(r.Store.LastSync).Seconds()
+		r.SecondsSinceSync = time.Since(r.Store.LastSync).Seconds()
 	}
 	switch {
 	case st == nil:
+	case a.draining.Load():
+		// Health checks stop sending new clients while streams drain.
+		r.Status = "draining"
 	case storeServed && !r.Store.Stale:
 		r.Ready, r.Status = true, "ready"
 	default:

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -45,6 +46,8 @@ type Agent struct {
 	// storeServed is set once a state from the store (not the
 	// last-known-good file) was pushed; guarded by mu.
 	storeServed bool
+	// draining is set when shutdown starts.
+	draining atomic.Bool
 }
 
 // sourceLastKnownGood names states read from the last-known-good file.
@@ -144,6 +147,7 @@ func (a *Agent) runWatcher(ctx context.Context) error {
 // shutdown stops new streams, lets open ones drain for DrainDelay, then
 // closes everything.
 func (a *Agent) shutdown(g *grpc.Server, admin *http.Server) {
+	a.draining.Store(true)
 	a.log.Info("draining", "drain_delay", a.cfg.DrainDelay.String(), "streams", a.server.StreamCount())
 	done := make(chan struct{})
 	go func() {

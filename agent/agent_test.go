@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tether-mesh/tether/mesh"
 	"github.com/tether-mesh/tether/watchers"
@@ -297,4 +300,43 @@ func TestPersistWritesCurrentState(t *testing.T) {
 	if got.Revision != 11 || len(got.Services) != 4 {
 		t.Errorf("persisted revision %d with %d services, want 11 and 4", got.Revision, len(got.Services))
 	}
+}
+
+func TestReadinessFailsWhileDraining(t *testing.T) {
+	w := newFakeWatcher()
+	r := startAgent(t, Config{Watcher: w, SourceName: "fake", DrainDelay: waitTimeout})
+	w.states <- stateWith(t, 1, 3)
+	waitApplied(t, r.agent, 1)
+
+	// An open stream keeps the drain going.
+	conn, err := grpc.NewClient(r.agent.XDSAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discovery.DiscoveryRequest{TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+
+	r.cancel()
+	deadline := time.Now().Add(waitTimeout)
+	var body Readiness
+	for body.Status != "draining" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling readiness; nothing to await
+		body = Readiness{}
+		if code := r.get(t, "/healthz/ready", &body); body.Status == "draining" && code != http.StatusServiceUnavailable {
+			t.Errorf("readiness while draining = %d, want 503", code)
+		}
+	}
+	if body.Status != "draining" {
+		t.Fatalf("readiness status = %q after shutdown started, want draining", body.Status)
+	}
+	conn.Close()
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // namePattern is the form of service, subset and route names: a DNS label
@@ -26,6 +27,8 @@ func validateService(key, name string, s *Service) error {
 	fe := &fieldErrors{key: key}
 	if !ValidName(name) {
 		fe.add("", "service name %q from the key is invalid: use lower-case letters, digits, '-' and '.', at most 63 characters", name)
+	} else if !strings.ContainsFunc(name, unicode.IsLetter) {
+		fe.add("", "service name %q from the key is invalid: it needs a letter, because names of digits only are the names of Envoy's per-port route configurations", name)
 	}
 	if s.Name != "" && s.Name != name {
 		fe.add("name", "%q does not match the name %q in the key", s.Name, name)

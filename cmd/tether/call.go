@@ -69,6 +69,9 @@ func reexecWithBootstrap(xdsAddr, nodeID string) error {
 }
 
 func callTarget(ctx context.Context, target string, count int, headers []string, timeout time.Duration) error {
+	if count < 1 {
+		return fmt.Errorf("invalid --count %d: send at least 1 request", count)
+	}
 	md := metadata.MD{}
 	for _, h := range headers {
 		name, value, ok := strings.Cut(h, "=")
@@ -88,7 +91,10 @@ func callTarget(ctx context.Context, target string, count int, headers []string,
 	var failures []error
 	for range count {
 		rctx, cancel := context.WithTimeout(metadata.NewOutgoingContext(ctx, md), timeout)
-		resp, err := client.UnaryCall(rctx, &testpb.SimpleRequest{FillServerId: true}, grpc.WaitForReady(true))
+		// Without wait-for-ready, a request fails at once with the
+		// resolver's reason (such as a listener that does not exist)
+		// instead of waiting out its whole timeout.
+		resp, err := client.UnaryCall(rctx, &testpb.SimpleRequest{FillServerId: true})
 		cancel()
 		if err != nil {
 			failures = append(failures, err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -223,21 +224,30 @@ func readDocuments(path, prefix string) ([]document, error) {
 	}
 	var docs []document
 	var errs []error
-	for i, part := range separator.Split(string(data), -1) {
+	n := 0
+	for _, part := range separator.Split(string(data), -1) {
 		body := []byte(part)
 		if len(bytes.TrimSpace(body)) == 0 {
 			continue
 		}
+		n++
 		var head struct {
 			Name string `json:"name"`
 		}
-		if err := yaml.Unmarshal(body, &head); err != nil || head.Name == "" {
-			errs = append(errs, fmt.Errorf("%s: document %d: field name: missing; the name sets the key %s<name>", path, i+1, prefix+mesh.ServicesDir))
+		if err := yaml.Unmarshal(body, &head); err != nil {
+			// The full parse names the problem; the key is a guess
+			// because the name could not be read.
+			_, perr := mesh.ParseService(path, "", body)
+			errs = append(errs, fmt.Errorf("%s: document %d: %w", path, n, cmp.Or(perr, err)))
+			continue
+		}
+		if head.Name == "" {
+			errs = append(errs, fmt.Errorf("%s: document %d: field name: missing; the name sets the key %s<name>", path, n, prefix+mesh.ServicesDir))
 			continue
 		}
 		key := mesh.ServiceKey(prefix, head.Name)
 		if _, err := mesh.ParseService(key, head.Name, body); err != nil {
-			errs = append(errs, fmt.Errorf("%s: document %d: %w", path, i+1, err))
+			errs = append(errs, fmt.Errorf("%s: document %d: %w", path, n, err))
 			continue
 		}
 		docs = append(docs, document{key: key, body: bytes.TrimSpace(body)})

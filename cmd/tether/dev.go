@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +48,7 @@ rewritten at every start.`,
 		},
 	}
 	sf.register(cmd.Flags())
+	cmd.Flags().Lookup("cache-file").Usage = "file for the last-known-good mesh state, served at start until the store answers (default <data-dir>/last-known-good.json)"
 	cmd.Flags().StringVar(&dataDir, "data-dir", "tether-dev-data", "directory of the embedded etcd's data and the last-known-good file")
 	cmd.Flags().StringVar(&etcdAddr, "etcd-listen-addr", "127.0.0.1:2379", "host:port where the embedded etcd serves clients such as etcdctl and tether config")
 	cmd.Flags().StringVar(&etcdPeerAddr, "etcd-peer-addr", "127.0.0.1:2380", "host:port of the embedded etcd's peer listener")
@@ -62,6 +65,11 @@ func runDev(ctx context.Context, log *slog.Logger, o devOptions) error {
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create --data-dir: %w", err)
 	}
+	unlock, err := lockDataDir(o.dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	etcdCfg := demo.EtcdConfig{Dir: filepath.Join(o.dataDir, "etcd"), ClientAddr: o.etcdAddr, PeerAddr: o.etcdPeerAddr}
 	if log.Enabled(ctx, slog.LevelDebug) {
 		// etcd logs expected errors while it shuts down, so its log joins
@@ -96,17 +104,15 @@ func runDev(ctx context.Context, log *slog.Logger, o devOptions) error {
 		}
 		backends = append(backends, b)
 	}
-	lease, err := cli.Grant(ctx, devLeaseTTL)
+	keepAlive, err := registerDemo(ctx, cli, o.prefix, backends)
 	if err != nil {
-		return fmt.Errorf("grant lease for demo endpoints: %w", err)
-	}
-	// The client owns the keep-alive goroutine; it ends with ctx or Close.
-	if _, err := cli.KeepAlive(ctx, lease.ID); err != nil {
-		return fmt.Errorf("keep demo endpoint lease alive: %w", err)
-	}
-	if err := demo.Seed(ctx, cli, o.prefix, backends, lease.ID); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { keepDemoRegistered(ctx, log, cli, o.prefix, backends, keepAlive) })
 
 	if o.serve.cacheFile == "" {
 		o.serve.cacheFile = filepath.Join(o.dataDir, "last-known-good.json")
@@ -126,6 +132,67 @@ func runDev(ctx context.Context, log *slog.Logger, o devOptions) error {
 	return runAgent(ctx, log, reg, w, sourceEtcd, o.serve, func(a *agent.Agent) {
 		printDevBanner(a, etcdURL, o.prefix, backends)
 	})
+}
+
+// registerDemo seeds the demo mesh with the endpoints under a new lease
+// and returns the lease's keep-alive channel.
+func registerDemo(ctx context.Context, cli *clientv3.Client, prefix string, backends []*demo.Backend) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+	lease, err := cli.Grant(ctx, devLeaseTTL)
+	if err != nil {
+		return nil, fmt.Errorf("grant lease for demo endpoints: %w", err)
+	}
+	keepAlive, err := cli.KeepAlive(ctx, lease.ID)
+	if err != nil {
+		return nil, fmt.Errorf("keep demo endpoint lease alive: %w", err)
+	}
+	if err := demo.Seed(ctx, cli, prefix, backends, lease.ID); err != nil {
+		return nil, err
+	}
+	return keepAlive, nil
+}
+
+// keepDemoRegistered drains the lease's keep-alive responses and, when the
+// lease ends while the process lives (it was paused or suspended longer
+// than the lease), registers the demo endpoints again under a new lease.
+func keepDemoRegistered(ctx context.Context, log *slog.Logger, cli *clientv3.Client, prefix string,
+	backends []*demo.Backend, keepAlive <-chan *clientv3.LeaseKeepAliveResponse,
+) {
+	for {
+		for range keepAlive {
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("demo endpoint lease ended; registering the demo endpoints again", "component", "dev")
+		for {
+			var err error
+			if keepAlive, err = registerDemo(ctx, cli, prefix, backends); err == nil {
+				break
+			}
+			log.Warn("registering the demo endpoints failed; retrying in 1s", "component", "dev", "error", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// lockDataDir takes an exclusive lock on the data directory, so that a
+// second dev process on it fails at once instead of waiting forever on
+// etcd's own database lock. The returned function releases it.
+func lockDataDir(dir string) (func(), error) {
+	path := filepath.Join(dir, "tether-dev.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--data-dir %s is in use by another tether dev process: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 func printDevBanner(a *agent.Agent, etcdURL, prefix string, backends []*demo.Backend) {

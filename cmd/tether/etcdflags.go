@@ -39,6 +39,9 @@ func (e *etcdFlags) register(fs *pflag.FlagSet) {
 
 // client connects to etcd. The client logs through log.
 func (e *etcdFlags) client(log *slog.Logger) (*clientv3.Client, error) {
+	if e.password != "" && e.username == "" {
+		return nil, errors.New("--etcd-password (or TETHER_ETCD_PASSWORD) is set without --etcd-username")
+	}
 	cfg := clientv3.Config{
 		Endpoints:            e.endpoints,
 		DialTimeout:          e.dialTimeout,

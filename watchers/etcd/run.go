@@ -191,8 +191,8 @@ func (r *runner) applyList(entries []entry) bool {
 }
 
 // applyPut applies one key and counts and logs it when invalid. The log
-// names the key and the fields at fault, never the value, which may one
-// day hold a secret.
+// names the key, the fields at fault and the parse error, which quotes
+// the offending field values but never the whole document.
 func (r *runner) applyPut(e entry) { r.applyParsed(e, nil) }
 
 // applyParsed is applyPut for a value parseAll may have parsed already.
@@ -203,7 +203,7 @@ func (r *runner) applyParsed(e entry, parsed *mesh.Parsed) {
 	}
 	r.w.metrics.invalidTotal.Inc()
 	r.logWarn("invalid:"+e.key, "invalid document, keeping the last good value",
-		"key", e.key, "mod_revision", e.modRev, "fields", invalidFields(err))
+		"key", e.key, "mod_revision", e.modRev, "fields", invalidFields(err), "error", err)
 }
 
 // publishState hands the mirror's current State to the publish callback.
