@@ -120,7 +120,7 @@ func BenchmarkConsulPropagation(b *testing.B) {
 	measure := func(change func()) {
 		// Each watched query may run once a second after a burst of five
 		// (the watcher's default rate limit). Changes spaced wider than
-		// that measure what one registration sees; changes faster than it
+		// that measure the delay of a single registration; changes faster than it
 		// wait for the limiter, up to a second each.
 		time.Sleep(time.Duration(float64(time.Second) / float64(consulwatch.DefaultQueryRate))) // spacing changes; nothing to await
 		target := e.tether.edsVersion(b) + 1

@@ -9,12 +9,12 @@ import (
 )
 
 // decodeFast decodes a JSON object into v when nothing about it needs a
-// precise error: no key is written twice in one object, no key differs
-// only in case from a field name (encoding/json would accept it), and
-// encoding/json with unknown fields disallowed accepts the rest. It
-// returns false otherwise, and the caller runs the field walk, which
-// finds and names every problem. Most documents are valid, and this path
-// is several times faster than the walk.
+// precise error. That holds when no key is written twice in one object,
+// no key differs only in case from a field name (encoding/json would
+// accept it), and encoding/json with unknown fields disallowed accepts
+// the rest. Otherwise it returns false, and the caller runs the field
+// walk, which finds and names every problem. Most documents are valid,
+// and this path is several times faster than the walk.
 func decodeFast(js []byte, v any) bool {
 	if !keysPlain(js) {
 		return false

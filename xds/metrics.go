@@ -38,6 +38,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "xDS responses clients rejected, by resource type.",
 		}, []string{"type_url"}),
 	}
+	// Series for every served type exist from the start, so a NACK rate
+	// reads 0 rather than no data before the first NACK.
+	for _, t := range pushOrder {
+		for _, v := range []*prometheus.CounterVec{m.responses, m.resources, m.bytes, m.acks, m.nacks} {
+			v.WithLabelValues(t)
+		}
+	}
 	if reg != nil {
 		reg.MustRegister(m.streams, m.responses, m.resources, m.bytes, m.acks, m.nacks)
 	}

@@ -36,8 +36,10 @@ type Resource struct {
 	// Version is a hash of the marshalled bytes, so identical content gives
 	// an identical version on every agent.
 	Version string
-	// Keys are the store keys the resource was built from, reported with a
-	// NACK so an operator knows which document to fix.
+	// Keys are the store keys of the service documents the resource was
+	// built from, reported with a NACK so an operator can tell which
+	// document to fix. Endpoint assignments list their service's key, not
+	// each endpoint's.
 	Keys []string
 	// NamedOnly marks a resource that is sent only to clients that request
 	// it by name, never to wildcard subscribers. gRPC API listeners use it:

@@ -750,7 +750,10 @@ func TestTranslateTCPServicesSharingPort(t *testing.T) {
 }
 
 func TestTranslateServiceNamedLikePort(t *testing.T) {
-	st := &mesh.State{Services: parseServices(t, map[string]string{"9080": "port: 9080\n"})}
+	// The parser rejects such a name; the translator still guards against
+	// a State built another way, such as from the last-known-good file.
+	svc := &mesh.Service{Key: mesh.ServiceKey(testPrefix, "9080"), Name: "9080", Protocol: mesh.ProtocolHTTP, Port: 9080}
+	st := &mesh.State{Services: map[string]*mesh.Service{"9080": svc}}
 	tr := NewTranslator(TranslatorOptions{Logger: discardLogger})
 	_, err := tr.Update(st)
 	if !errors.Is(err, ErrNameConflict) {

@@ -34,7 +34,7 @@ func (s *serveFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&s.debounce, "debounce", agent.DefaultDebounce, "quiet time after a store change before the agent pushes (for example 1ms)")
 	fs.DurationVar(&s.maxDelay, "max-delay", agent.DefaultMaxDelay, "longest a burst of changes delays a push (for example 50ms)")
 	fs.DurationVar(&s.drainDelay, "drain-delay", agent.DefaultDrainDelay, "how long open xDS streams may stay after shutdown starts (for example 5s)")
-	fs.StringVar(&s.cacheFile, "cache-file", "", "file for the last-known-good mesh state, served at start until the store answers; empty disables it")
+	fs.StringVar(&s.cacheFile, "cache-file", "", "file for the last-known-good mesh state, served at start until the store responds; empty disables it")
 	fs.DurationVar(&s.silenceTimeout, "silence-timeout", etcdwatch.DefaultSilenceTimeout, "etcd only: longest an etcd watch may stay silent, with no event and no progress notification, before the agent marks the store stale and reconnects")
 	fs.BoolVar(&s.insecureRemote, "insecure-remote", false, "allow --xds-addr and --admin-addr outside loopback without TLS; any host that reaches them can read the whole mesh")
 	fs.StringSliceVar(&s.namingPrefixes, "etcd-naming-prefix", nil, "etcd only: also read endpoints registered with etcd's naming/endpoints package: keys <prefix><service>/<anything>; repeatable")

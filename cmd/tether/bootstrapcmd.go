@@ -30,5 +30,7 @@ GRPC_XDS_BOOTSTRAP, or inline from GRPC_XDS_BOOTSTRAP_CONFIG, to find the agent.
 	cmd.Flags().StringVar(&o.ServerAddr, "xds-addr", "127.0.0.1:18000", "host:port of the agent's xDS server")
 	cmd.Flags().StringVar(&o.NodeID, "node-id", "grpc-client", "node id the client reports to the agent")
 	cmd.Flags().StringVar(&o.Cluster, "cluster", "", "the client's own service name, if any")
+	cmd.Flags().StringVar(&o.Region, "region", "", "the client's region, for locality-aware load balancing")
+	cmd.Flags().StringVar(&o.Zone, "zone", "", "the client's zone within --region")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -114,12 +115,25 @@ func newConfigGetCommand(g *globalFlags, src *sourceFlags) *cobra.Command {
 					if !found {
 						return fmt.Errorf("%s not found", key)
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "# %s (revision %d)\n%s\n", key, rev, bytes.TrimSpace(value))
+					fmt.Fprintf(cmd.OutOrStdout(), "# %s (revision %d)\n%s\n", key, rev, withName(name, bytes.TrimSpace(value)))
 				}
 				return nil
 			})
 		},
 	}
+}
+
+// withName adds a name field to a YAML document that lacks one, so that
+// the output of get can be applied again. JSON documents are returned as
+// they are.
+func withName(name string, doc []byte) []byte {
+	var head struct {
+		Name string `json:"name"`
+	}
+	if json.Valid(doc) || yaml.Unmarshal(doc, &head) != nil || head.Name != "" {
+		return doc
+	}
+	return append([]byte("name: "+name+"\n"), doc...)
 }
 
 func listServices(ctx context.Context, out io.Writer, st docStore, prefix string) error {

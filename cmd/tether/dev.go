@@ -48,7 +48,7 @@ rewritten at every start.`,
 		},
 	}
 	sf.register(cmd.Flags())
-	cmd.Flags().Lookup("cache-file").Usage = "file for the last-known-good mesh state, served at start until the store answers (default <data-dir>/last-known-good.json)"
+	cmd.Flags().Lookup("cache-file").Usage = "file for the last-known-good mesh state, served at start until the store responds (default <data-dir>/last-known-good.json)"
 	cmd.Flags().StringVar(&dataDir, "data-dir", "tether-dev-data", "directory of the embedded etcd's data and the last-known-good file")
 	cmd.Flags().StringVar(&etcdAddr, "etcd-listen-addr", "127.0.0.1:2379", "host:port where the embedded etcd serves clients such as etcdctl and tether config")
 	cmd.Flags().StringVar(&etcdPeerAddr, "etcd-peer-addr", "127.0.0.1:2380", "host:port of the embedded etcd's peer listener")

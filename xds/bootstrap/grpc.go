@@ -15,6 +15,9 @@ type GRPCOptions struct {
 	NodeID string
 	// Cluster is the client's own service name, if any.
 	Cluster string
+	// Region and Zone place the client for locality-aware load balancing.
+	Region string
+	Zone   string
 }
 
 // GRPC returns a bootstrap for grpc-go, grpc-java, grpc-js and gRPC C-core,
@@ -33,7 +36,7 @@ func GRPC(o GRPCOptions) ([]byte, error) {
 		"node": map[string]any{
 			"id":       o.NodeID,
 			"cluster":  o.Cluster,
-			"locality": map[string]string{"region": "local", "zone": "local-a"},
+			"locality": map[string]string{"region": o.Region, "zone": o.Zone},
 		},
 	}
 	return json.MarshalIndent(doc, "", "  ")
