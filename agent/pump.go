@@ -2,11 +2,17 @@ package agent
 
 import (
 	"context"
+	"runtime/debug"
 	"time"
 
 	"github.com/tether-mesh/tether/mesh"
 	"github.com/tether-mesh/tether/xds"
 )
+
+// largePush is the number of changed resources from which a push returns
+// freed memory to the operating system at once. A cold start of a large
+// mesh changes thousands; one endpoint change changes one or two.
+const largePush = 1000
 
 // publishFrom hands a new state to the pump. It never blocks: a state that
 // arrives while the previous one waits replaces it.
@@ -76,6 +82,12 @@ func (a *Agent) push(translator *xds.Translator) {
 	}
 	n := a.cache.Apply(changes)
 	elapsed := time.Since(start)
+	if n >= largePush {
+		// Parsing and translating a large state leaves garbage that the
+		// runtime would return to the OS only slowly; return it now, after
+		// the push, so the agent's resident memory reflects its live data.
+		debug.FreeOSMemory()
+	}
 
 	a.mu.Lock()
 	a.current = st

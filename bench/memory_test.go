@@ -28,11 +28,23 @@ const idleWindow = 10 * time.Second
 // (idle), CPU in millicores while idle, RSS with the reference mesh, and
 // RSS with the reference mesh and 100 grpc-go clients. The clients run in
 // the benchmark process.
+//
+// It measures two builds: the default one, and the slim one for sidecars
+// and VMs (go build -tags slim), which leaves out dev and call.
 func BenchmarkAgentMemory(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "tether")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/tether").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
+	for _, build := range []struct{ name, tags string }{{"full", ""}, {"slim", "slim"}} {
+		b.Run("build="+build.name, func(b *testing.B) {
+			bin := filepath.Join(b.TempDir(), "tether")
+			out, err := exec.Command("go", "build", "-tags", build.tags, "-o", bin, "../cmd/tether").CombinedOutput()
+			if err != nil {
+				b.Fatalf("go build: %v\n%s", err, out)
+			}
+			benchmarkAgentMemory(b, bin)
+		})
 	}
+}
+
+func benchmarkAgentMemory(b *testing.B, bin string) {
 	for b.Loop() {
 		idleEtcd, _ := startEtcd(b)
 		idle := startAgentProcess(b, bin, demo.ClientURL(idleEtcd))

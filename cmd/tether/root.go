@@ -36,7 +36,8 @@ TETHER_XDS_ADDR). A flag given on the command line wins over the variable.`,
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "minimum log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json (both go to stderr)")
-	root.AddCommand(newAgentCommand(g), newDevCommand(g), newConfigCommand(g), newCallCommand(g), newBootstrapCommand(g))
+	root.AddCommand(newAgentCommand(g), newConfigCommand(g), newBootstrapCommand(g))
+	root.AddCommand(extraCommands(g)...)
 	return root
 }
 
