@@ -112,6 +112,9 @@ var documentSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 // comments and blank lines. The YAML to JSON conversion reads only the
 // first, so a second one would be dropped unseen.
 func countDocuments(data []byte) int {
+	if !bytes.HasPrefix(data, []byte("---")) && !bytes.Contains(data, []byte("\n---")) {
+		return 1
+	}
 	n := 0
 	for _, part := range documentSeparator.Split(string(data), -1) {
 		for _, line := range strings.Split(part, "\n") {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -78,6 +80,10 @@ type Translator struct {
 	endpoints map[string]*mesh.EndpointSet
 	// outputs holds per-service translation results by service name.
 	outputs map[string]*serviceOutput
+	// deferPuts makes putResource queue resources in pending, for
+	// flushPuts to prepare on every core.
+	deferPuts bool
+	pending   []*pendingPut
 	// ports maps a port to the services that listen on it.
 	ports map[uint32]map[string]*mesh.Service
 	// resources is the current full set by type URL, then name.
@@ -152,6 +158,7 @@ func (t *Translator) Update(st *mesh.State) (Changes, error) {
 	d := t.diff(st)
 	b := newChangeBatch()
 	dirtyPorts := map[uint32]struct{}{}
+	t.deferPuts = len(d.services) >= deferPutsMin
 
 	for _, name := range d.removed {
 		dirtyPorts[t.services[name].Port] = struct{}{}
@@ -170,6 +177,9 @@ func (t *Translator) Update(st *mesh.State) (Changes, error) {
 	}
 	for _, port := range slices.Sorted(maps.Keys(dirtyPorts)) {
 		t.translatePort(b, port)
+	}
+	if t.deferPuts {
+		t.flushPuts(b)
 	}
 
 	t.services = st.Services
@@ -328,29 +338,93 @@ func (t *Translator) putNamedOnly(b *changeBatch, typeURL, name string, msg prot
 
 // putResource does the work of put and putNamedOnly. It returns whether
 // the set now holds a resource of that name, new or previous, so that a
-// caller can leave out resources that would refer to a missing one.
+// caller can leave out resources that would refer to a missing one. While
+// a large Update defers its puts, it returns true and the resource is
+// marshalled, validated and stored by flushPuts.
 func (t *Translator) putResource(b *changeBatch, typeURL, name string, msg proto.Message, namedOnly bool, keys []string) bool {
-	byName := t.resources[typeURL]
-	r, err := NewResource(name, msg, keys...)
-	if err == nil {
-		err = ValidateResource(r)
+	p := &pendingPut{typeURL: typeURL, name: name, msg: msg, namedOnly: namedOnly, keys: keys}
+	if t.deferPuts {
+		t.pending = append(t.pending, p)
+		return true
 	}
-	if err != nil {
-		b.errs = append(b.errs, &TranslationError{
-			TypeURL: typeURL, Name: name, Keys: keys,
-			Err: fmt.Errorf("%w: %w", ErrInvalidResource, err),
-		})
-		return byName[name] != nil
-	}
-	r.NamedOnly = namedOnly
+	p.prepare()
+	return t.store(b, p)
+}
 
-	old := byName[name]
+// pendingPut is one resource on its way into the set.
+type pendingPut struct {
+	typeURL   string
+	name      string
+	msg       proto.Message
+	namedOnly bool
+	keys      []string
+	// r and err are set by prepare.
+	r   *Resource
+	err error
+}
+
+// prepare marshals, hashes and validates the resource. It touches nothing
+// shared, so several goroutines may prepare different puts at once.
+func (p *pendingPut) prepare() {
+	p.r, p.err = NewResource(p.name, p.msg, p.keys...)
+	if p.err == nil {
+		p.err = ValidateResource(p.r)
+	}
+	if p.r != nil {
+		p.r.NamedOnly = p.namedOnly
+	}
+}
+
+// store puts a prepared resource into the set and records the upsert
+// when its bytes or keys changed. A resource that failed validation is
+// not stored, so the previous version, if any, stays in place.
+func (t *Translator) store(b *changeBatch, p *pendingPut) bool {
+	byName := t.resources[p.typeURL]
+	if p.err != nil {
+		b.errs = append(b.errs, &TranslationError{
+			TypeURL: p.typeURL, Name: p.name, Keys: p.keys,
+			Err: fmt.Errorf("%w: %w", ErrInvalidResource, p.err),
+		})
+		return byName[p.name] != nil
+	}
+	r := p.r
+	old := byName[p.name]
 	if old != nil && old.Version == r.Version && old.NamedOnly == r.NamedOnly && slices.Equal(old.Keys, r.Keys) {
 		return true
 	}
-	byName[name] = r
+	byName[p.name] = r
 	b.upsert(r)
 	return true
+}
+
+// deferPutsMin is the number of changed services from which Update
+// prepares resources on every core. Marshalling and validating are most
+// of a cold start's translation time.
+const deferPutsMin = 64
+
+// flushPuts prepares the deferred puts on every core, then stores them in
+// the order they were made, so a later put of a name wins as it would
+// have without deferring.
+// NOTE: while puts are deferred, putResource reports every resource as
+// present, so a listener is kept even when its route configuration fails
+// validation. Validation failures are translator bugs, and each is still
+// reported in the Update's error.
+func (t *Translator) flushPuts(b *changeBatch) {
+	pending := t.pending
+	t.pending, t.deferPuts = nil, false
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(pending); i += workers {
+				pending[i].prepare()
+			}
+		})
+	}
+	wg.Wait()
+	for _, p := range pending {
+		t.store(b, p)
+	}
 }
 
 // remove drops a resource from the current set and records the removal

@@ -1051,3 +1051,39 @@ func BenchmarkTranslateColdStart(b *testing.B) {
 		}
 	}
 }
+
+// TestTranslateDeferredPutsMatchSequential checks that a large Update,
+// which prepares resources on every core, yields exactly the resources of
+// small Updates that prepare them one at a time.
+func TestTranslateDeferredPutsMatchSequential(t *testing.T) {
+	full := syntheticMesh(2*deferPutsMin, 4)
+
+	atOnce := NewTranslator(TranslatorOptions{Logger: discardLogger})
+	if _, err := atOnce.Update(full); err != nil {
+		t.Fatal(err)
+	}
+
+	stepwise := NewTranslator(TranslatorOptions{Logger: discardLogger})
+	st := &mesh.State{Services: map[string]*mesh.Service{}, Endpoints: map[string]*mesh.EndpointSet{}}
+	for _, name := range full.ServiceNames() {
+		next := &mesh.State{Services: maps.Clone(st.Services), Endpoints: maps.Clone(st.Endpoints)}
+		next.Services[name] = full.Services[name]
+		next.Endpoints[name] = full.Endpoints[name]
+		if _, err := stepwise.Update(next); err != nil {
+			t.Fatal(err)
+		}
+		st = next
+	}
+
+	want, got := stepwise.Resources(), atOnce.Resources()
+	for typeURL, byName := range want {
+		if len(got[typeURL]) != len(byName) {
+			t.Errorf("%s: %d resources at once, %d stepwise", typeURL, len(got[typeURL]), len(byName))
+		}
+		for name, r := range byName {
+			if g := got[typeURL][name]; g == nil || g.Version != r.Version || g.NamedOnly != r.NamedOnly {
+				t.Errorf("%s %s differs between the two paths", typeURL, name)
+			}
+		}
+	}
+}
