@@ -163,7 +163,11 @@ func dumpResource(r *xds.Resource) resourceDump {
 	if r.TypeURL() == resourcev3.SecretType {
 		return d
 	}
-	if b, err := protojson.Marshal(r.Message); err == nil {
+	m, err := r.Decode()
+	if err != nil {
+		return d
+	}
+	if b, err := protojson.Marshal(m); err == nil {
 		d.Resource = b
 	}
 	return d

@@ -37,6 +37,8 @@ type snapshotEnv struct {
 	// sent is the marshalled size of every response sent, in bytes.
 	sent    atomic.Int64
 	version uint64
+	// decoded caches the message of each resource; see message.
+	decoded map[*xds.Resource]types.Resource
 }
 
 // startSnapshotEnv serves m from a snapshot cache on a loopback port until
@@ -134,7 +136,7 @@ func (e *snapshotEnv) snapshot(tb testing.TB) *cachev3.Snapshot {
 	byType := make(map[resourcev3.Type][]types.Resource)
 	for typeURL, byName := range e.translator.Resources() {
 		for _, r := range byName {
-			byType[typeURL] = append(byType[typeURL], r.Message)
+			byType[typeURL] = append(byType[typeURL], e.message(tb, r))
 		}
 	}
 	snap, err := cachev3.NewSnapshot(strconv.FormatUint(e.version, 10), byType)
@@ -205,4 +207,23 @@ func (e *snapshotEnv) awaitAllTypes(tb testing.TB) {
 				e.acks.reached(typeURL, e.version), len(e.nodes), typeURL, e.version, waitTimeout)
 		}
 	}
+}
+
+// message returns r decoded, from a cache keyed by the resource, so that
+// a snapshot build decodes only the resources that changed, as a control
+// plane holding messages would not decode at all.
+func (e *snapshotEnv) message(tb testing.TB, r *xds.Resource) types.Resource {
+	tb.Helper()
+	if m, ok := e.decoded[r]; ok {
+		return m
+	}
+	m, err := r.Decode()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if e.decoded == nil {
+		e.decoded = map[*xds.Resource]types.Resource{}
+	}
+	e.decoded[r] = m
+	return m
 }

@@ -29,7 +29,9 @@ var pushOrder = []string{
 type Resource struct {
 	// Name is the xDS resource name.
 	Name string
-	// Message is the resource itself.
+	// Message is the resource as built, or nil: the translator drops it
+	// once the resource is marshalled and validated, because Any holds the
+	// same content in a fraction of the memory. Use Decode to read it.
 	Message proto.Message
 	// Any is Message packed once, with deterministic marshalling.
 	Any *anypb.Any
@@ -46,6 +48,20 @@ type Resource struct {
 	// Envoy subscribes to listeners by wildcard and rejects a listener with
 	// no address.
 	NamedOnly bool
+}
+
+// Decode returns the resource as a message: Message when the resource
+// still holds it, else a new message unmarshalled from Any. The caller
+// must not modify the result.
+func (r *Resource) Decode() (proto.Message, error) {
+	if r.Message != nil {
+		return r.Message, nil
+	}
+	m, err := r.Any.UnmarshalNew()
+	if err != nil {
+		return nil, fmt.Errorf("decode %s %q: %w", r.TypeURL(), r.Name, err)
+	}
+	return m, nil
 }
 
 // TypeURL returns the resource's type URL.

@@ -372,6 +372,8 @@ func (p *pendingPut) prepare() {
 	}
 	if p.r != nil {
 		p.r.NamedOnly = p.namedOnly
+		// The marshalled bytes are all the set needs from now on.
+		p.r.Message = nil
 	}
 }
 

@@ -93,14 +93,25 @@ func message[T proto.Message](t *testing.T, res map[string]map[string]*Resource,
 	if r == nil {
 		t.Fatalf("resource %s %q missing; have %v", typeURL, name, slices.Sorted(maps.Keys(res[typeURL])))
 	}
-	m, ok := r.Message.(T)
+	decoded := decode(t, r)
+	m, ok := decoded.(T)
 	if !ok {
-		t.Fatalf("resource %q is %T", name, r.Message)
+		t.Fatalf("resource %q is %T", name, decoded)
 	}
 	return m
 }
 
 // unpack returns the message packed in a typed config.
+// decode returns a resource's message, failing the test on error.
+func decode(t *testing.T, r *Resource) proto.Message {
+	t.Helper()
+	m, err := r.Decode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func unpack[T proto.Message](t *testing.T, typed interface{ UnmarshalNew() (proto.Message, error) }) T {
 	t.Helper()
 	m, err := typed.UnmarshalNew()
@@ -266,7 +277,7 @@ func TestTranslateBookinfo(t *testing.T) {
 		}},
 		{"locality weights non-zero", func(t *testing.T) {
 			for name, r := range res[resourcev3.EndpointType] {
-				for _, loc := range r.Message.(*endpointv3.ClusterLoadAssignment).GetEndpoints() {
+				for _, loc := range decode(t, r).(*endpointv3.ClusterLoadAssignment).GetEndpoints() {
 					if loc.GetLocality() == nil {
 						t.Errorf("%s: locality field unset", name)
 					}
@@ -308,7 +319,7 @@ func TestTranslateBookinfo(t *testing.T) {
 			if r == nil || !r.NamedOnly {
 				t.Fatalf("listener reviews = %v, want a NamedOnly resource", r)
 			}
-			lis := r.Message.(*listenerv3.Listener)
+			lis := decode(t, r).(*listenerv3.Listener)
 			hcm := unpack[*hcmv3.HttpConnectionManager](t, lis.GetApiListener().GetApiListener())
 			if name := hcm.GetRds().GetRouteConfigName(); name != "reviews" {
 				t.Errorf("route_config_name = %q, want reviews", name)
@@ -320,7 +331,7 @@ func TestTranslateBookinfo(t *testing.T) {
 			if r == nil || r.NamedOnly {
 				t.Fatalf("listener = %v, want a wildcard resource", r)
 			}
-			lis := r.Message.(*listenerv3.Listener)
+			lis := decode(t, r).(*listenerv3.Listener)
 			sa := lis.GetAddress().GetSocketAddress()
 			if sa.GetAddress() != "0.0.0.0" || sa.GetPortValue() != 9080 {
 				t.Errorf("address = %v, want 0.0.0.0:9080", sa)

@@ -28,7 +28,7 @@ type validator interface {
 	ValidateAll() error
 }
 
-// ValidateResource checks r.Message against the protoc-gen-validate rules
+// ValidateResource checks the resource against the protoc-gen-validate rules
 // of Envoy's API. It does the same for every message packed in a
 // google.protobuf.Any inside it, at any depth, because ValidateAll does not
 // look inside an Any. Such messages include connection managers in
@@ -36,15 +36,19 @@ type validator interface {
 // options and load-balancing policies. An Any whose type is not linked into
 // the binary fails. ValidateResource is safe for concurrent use.
 func ValidateResource(r *Resource) error {
-	if r == nil || r.Message == nil {
+	if r == nil || (r.Message == nil && r.Any == nil) {
 		return errors.New("validate resource: no message")
 	}
-	name := r.Message.ProtoReflect().Descriptor().FullName()
-	if err := validateMessage(r.Message); err != nil {
+	msg, err := r.Decode()
+	if err != nil {
+		return fmt.Errorf("validate resource: %w", err)
+	}
+	name := msg.ProtoReflect().Descriptor().FullName()
+	if err := validateMessage(msg); err != nil {
 		return fmt.Errorf("validate %s %q: %w", name, r.Name, err)
 	}
 	var errs []error
-	for _, pe := range validatePacked(r.Message.ProtoReflect()) {
+	for _, pe := range validatePacked(msg.ProtoReflect()) {
 		errs = append(errs, pe)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -204,8 +208,9 @@ func CheckConsistent(res map[string]map[string]*Resource) error {
 		errs = append(errs, checkListener(res, res[resourcev3.ListenerType][name]))
 	}
 	for _, name := range slices.Sorted(maps.Keys(res[resourcev3.RouteType])) {
-		rc, ok := res[resourcev3.RouteType][name].Message.(*routev3.RouteConfiguration)
-		if !ok {
+		m, err := res[resourcev3.RouteType][name].Decode()
+		rc, ok := m.(*routev3.RouteConfiguration)
+		if err != nil || !ok {
 			errs = append(errs, fmt.Errorf("route configuration %q: message is not a RouteConfiguration", name))
 			continue
 		}
@@ -218,8 +223,9 @@ func CheckConsistent(res map[string]map[string]*Resource) error {
 }
 
 func checkListener(res map[string]map[string]*Resource, r *Resource) error {
-	lis, ok := r.Message.(*listenerv3.Listener)
-	if !ok {
+	m, err := r.Decode()
+	lis, ok := m.(*listenerv3.Listener)
+	if err != nil || !ok {
 		return fmt.Errorf("listener %q: message is not a Listener", r.Name)
 	}
 	owner := fmt.Sprintf("listener %q", r.Name)
@@ -286,8 +292,9 @@ func checkRouteClusters(res map[string]map[string]*Resource, owner string, rc *r
 }
 
 func checkClusterAssignment(res map[string]map[string]*Resource, r *Resource) error {
-	c, ok := r.Message.(*clusterv3.Cluster)
-	if !ok {
+	m, err := r.Decode()
+	c, ok := m.(*clusterv3.Cluster)
+	if err != nil || !ok {
 		return fmt.Errorf("cluster %q: message is not a Cluster", r.Name)
 	}
 	if c.GetType() != clusterv3.Cluster_EDS {
