@@ -212,7 +212,12 @@ func withStore(ctx context.Context, g *globalFlags, src *sourceFlags, fn func(co
 	defer st.Close()
 	ctx, cancel := context.WithTimeout(ctx, configTimeout)
 	defer cancel()
-	return fn(ctx, st)
+	err = fn(ctx, st)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: the %s store did not respond within %s; check that it runs and that %s names it",
+			err, src.source, configTimeout, src.addressFlag())
+	}
+	return err
 }
 
 // document is one validated service document from a file.

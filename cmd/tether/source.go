@@ -59,6 +59,14 @@ func (s *sourceFlags) resolvedPrefix() (string, error) {
 	return prefix, nil
 }
 
+// addressFlag names the flag that sets the chosen store's address.
+func (s *sourceFlags) addressFlag() string {
+	if s.source == sourceConsul {
+		return "--consul-addr (or CONSUL_HTTP_ADDR)"
+	}
+	return "--etcd-endpoints"
+}
+
 // watcher returns the watcher for the chosen store and a function that
 // releases its client.
 func (s *sourceFlags) watcher(log *slog.Logger, reg prometheus.Registerer, sf *serveFlags) (watchers.Watcher, func(), error) {
