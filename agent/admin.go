@@ -33,9 +33,9 @@ func (a *Agent) adminHandler() http.Handler {
 // Readiness is the body of /healthz/ready.
 type Readiness struct {
 	Ready bool `json:"ready"`
-	// Status is ready, degraded (serving, but the store is stale or the
-	// state came from the last-known-good file), draining (shutting down)
-	// or not_ready.
+	// Status is ready, degraded (serving, but the store is stale, the
+	// state came from the last-known-good file, or an empty state is held
+	// back), draining (shutting down) or not_ready.
 	Status   string          `json:"status"`
 	Source   string          `json:"source,omitempty"`
 	Revision int64           `json:"revision,omitempty"`
@@ -44,6 +44,9 @@ type Readiness struct {
 	// state, whether or not it is stale now.
 	SecondsSinceSync float64 `json:"seconds_since_sync,omitempty"`
 	Streams          int     `json:"streams"`
+	// HeldEmpty is true while the store's latest state has no services
+	// and the agent keeps serving the last one.
+	HeldEmpty bool `json:"held_empty,omitempty"`
 }
 
 // readiness reports ready once a state from the store has been pushed. A
@@ -52,13 +55,14 @@ type Readiness struct {
 // by none while the store is unreachable.
 func (a *Agent) readiness() Readiness {
 	a.mu.Lock()
-	st, source, storeServed := a.current, a.currentSource, a.storeServed
+	st, source, storeServed, heldEmpty := a.current, a.currentSource, a.storeServed, a.heldEmpty
 	a.mu.Unlock()
 
 	r := Readiness{Status: "not_ready", Source: source, Store: a.cfg.Watcher.Health(), Streams: a.server.StreamCount()}
 	if st != nil {
 		r.Revision = st.Revision
 	}
+	r.HeldEmpty = heldEmpty
 	if !r.Store.LastSync.IsZero() {
 		r.SecondsSinceSync = time.Since(r.Store.LastSync).Seconds()
 	}
@@ -67,7 +71,7 @@ func (a *Agent) readiness() Readiness {
 	case a.draining.Load():
 		// Health checks stop sending new clients while streams drain.
 		r.Status = "draining"
-	case storeServed && !r.Store.Stale:
+	case storeServed && !r.Store.Stale && !heldEmpty:
 		r.Ready, r.Status = true, "ready"
 	default:
 		r.Ready, r.Status = true, "degraded"

@@ -48,6 +48,9 @@ type Agent struct {
 	storeServed bool
 	// draining is set when shutdown starts.
 	draining atomic.Bool
+	// heldEmpty is set while a state with no services is held back; see
+	// Config.AllowEmptyMesh. Guarded by mu.
+	heldEmpty bool
 }
 
 // sourceLastKnownGood names states read from the last-known-good file.

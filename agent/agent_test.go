@@ -340,3 +340,52 @@ func TestReadinessFailsWhileDraining(t *testing.T) {
 	}
 	conn.Close()
 }
+
+func TestEmptyStateIsHeldBack(t *testing.T) {
+	w := newFakeWatcher()
+	r := startAgent(t, Config{Watcher: w, SourceName: "fake"})
+	w.states <- stateWith(t, 2, 5)
+	waitApplied(t, r.agent, 1)
+
+	// The store loses its data: a state with no services.
+	w.states <- stateWith(t, 0, 6)
+	var body Readiness
+	deadline := time.Now().Add(waitTimeout)
+	for !body.HeldEmpty && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // polling readiness; nothing to await
+		r.get(t, "/healthz/ready", &body)
+	}
+	if !body.HeldEmpty || body.Status != "degraded" {
+		t.Fatalf("readiness = %+v, want degraded with held_empty", body)
+	}
+	if st, _ := r.agent.Current(); st == nil || len(st.Services) != 2 {
+		t.Errorf("current state replaced by the empty one")
+	}
+	if got := len(r.agent.Cache().Snapshot()["type.googleapis.com/envoy.config.cluster.v3.Cluster"]); got == 0 {
+		t.Error("clusters were removed from the cache")
+	}
+
+	// Services coming back end the hold.
+	w.states <- stateWith(t, 1, 7)
+	deadline = time.Now().Add(waitTimeout)
+	for body.HeldEmpty && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // polling readiness; nothing to await
+		body = Readiness{}
+		r.get(t, "/healthz/ready", &body)
+	}
+	if body.HeldEmpty || body.Status != "ready" || body.Revision != 7 {
+		t.Errorf("readiness = %+v after services came back, want ready at revision 7", body)
+	}
+}
+
+func TestEmptyStateAllowedWhenAsked(t *testing.T) {
+	w := newFakeWatcher()
+	r := startAgent(t, Config{Watcher: w, SourceName: "fake", AllowEmptyMesh: true})
+	w.states <- stateWith(t, 2, 5)
+	waitApplied(t, r.agent, 1)
+	w.states <- stateWith(t, 0, 6)
+	waitApplied(t, r.agent, 2)
+	if st, _ := r.agent.Current(); st == nil || len(st.Services) != 0 {
+		t.Errorf("the empty state was not served with AllowEmptyMesh")
+	}
+}

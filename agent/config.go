@@ -59,6 +59,12 @@ type Config struct {
 	Logger     *slog.Logger
 	// Registry receives every metric; the admin server exposes it.
 	Registry *prometheus.Registry
+	// AllowEmptyMesh lets a state with no services, or with no endpoints,
+	// replace one that has them. Without it such a state is held back and
+	// reported, because a store that lost its data (a Consul dev agent
+	// restarted, a token that lost read access, a wrong prefix) looks
+	// exactly like it.
+	AllowEmptyMesh bool
 	// OnAck, when set, is called for every ACK an xDS client sends, on the
 	// stream's goroutine; it must return quickly. Benchmarks use it.
 	OnAck func(xds.AckEvent)

@@ -6,6 +6,7 @@ import (
 )
 
 type agentMetrics struct {
+	emptyHeld       prometheus.Counter
 	pushes          prometheus.Counter
 	pushSeconds     prometheus.Histogram
 	translateErrors prometheus.Counter
@@ -13,6 +14,10 @@ type agentMetrics struct {
 
 func newAgentMetrics(reg *prometheus.Registry, a *Agent) *agentMetrics {
 	m := &agentMetrics{
+		emptyHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tether_agent_empty_states_held_total",
+			Help: "Times the store returned a mesh with no services or no endpoints while some were served, and the agent kept the last state.",
+		}),
 		pushes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tether_agent_pushes_total",
 			Help: "Mesh states translated and applied to the xDS cache.",
@@ -57,7 +62,7 @@ func newAgentMetrics(reg *prometheus.Registry, a *Agent) *agentMetrics {
 		}
 		return float64(a.lastPush.UnixNano()) / 1e9
 	})
-	reg.MustRegister(m.pushes, m.pushSeconds, m.translateErrors, ready, revision, lastPush,
+	reg.MustRegister(m.emptyHeld, m.pushes, m.pushSeconds, m.translateErrors, ready, revision, lastPush,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -68,7 +68,7 @@ func (a *Agent) push(translator *xds.Translator) {
 	st, source := a.pending, a.pendingSource
 	a.pending = nil
 	a.mu.Unlock()
-	if st == nil {
+	if st == nil || a.holdEmpty(st, source) {
 		return
 	}
 
@@ -101,6 +101,30 @@ func (a *Agent) push(translator *xds.Translator) {
 		"services", len(st.Services), "endpoints", st.EndpointCount(),
 		"invalid_documents", len(st.Invalid), "resources_changed", n,
 		"duration_ms", float64(elapsed.Microseconds())/1000)
+}
+
+// holdEmpty reports whether st must be held back: it has no services or no
+// endpoints while the state served has some, and Config.AllowEmptyMesh is
+// off. A store that lost its data delivers such states, often one kind
+// first and then the other.
+func (a *Agent) holdEmpty(st *mesh.State, source string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	servedServices, servedEndpoints := 0, 0
+	if a.current != nil {
+		servedServices, servedEndpoints = len(a.current.Services), a.current.EndpointCount()
+	}
+	lost := (len(st.Services) == 0 && servedServices > 0) || (st.EndpointCount() == 0 && servedEndpoints > 0)
+	hold := lost && !a.cfg.AllowEmptyMesh
+	if hold && !a.heldEmpty {
+		a.metrics.emptyHeld.Inc()
+		a.log.Error("the store returned a mesh with no services or no endpoints; keeping the last state. "+
+			"If they were all deleted on purpose, restart with --allow-empty-mesh",
+			"source", source, "revision", st.Revision, "services", len(st.Services), "endpoints", st.EndpointCount(),
+			"services_served", servedServices, "endpoints_served", servedEndpoints)
+	}
+	a.heldEmpty = hold
+	return hold
 }
 
 // Current returns the state last pushed and its source: the watcher's

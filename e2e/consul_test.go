@@ -202,6 +202,12 @@ func TestBinaryConsulConfigAndAgent(t *testing.T) {
 		t.Errorf("config validate --source consul, want the key tether/services/reviews: %v\n%s", err, out)
 	}
 
+	// A second service stays after reviews is deleted below: the agent
+	// holds back a state with no services at all.
+	if _, err := consul.Client().KV().Put(&api.KVPair{Key: "tether/services/details", Value: []byte("protocol: grpc\nport: 9080\n")}, nil); err != nil {
+		t.Fatal(err)
+	}
+
 	adminAddr, xdsAddr := freeAddr(t), freeAddr(t)
 	agent := startProcess(t, bin, append([]string{"agent", "--xds-addr", xdsAddr, "--admin-addr", adminAddr,
 		"--drain-delay", "100ms"}, consulFlags...)...)
@@ -232,4 +238,40 @@ func TestBinaryConsulConfigAndAgent(t *testing.T) {
 		t.Errorf("the agent still serves reviews %s after config delete", waitTimeout)
 	}
 	agent.stop(t)
+}
+
+// TestConsulDataLossIsHeldBack restarts the Consul dev agent with an empty
+// data dir, as a dev agent or a restored cluster without its snapshot
+// would come back. The agent must keep serving the mesh and report it,
+// not remove every service from every proxy.
+func TestConsulDataLossIsHeldBack(t *testing.T) {
+	c := startConsulEnv(t)
+	reviews := c.dial("xds:///reviews", "data-loss")
+	if got := call(t, reviews, 5, "end-user", "jason"); got["reviews-v2"] != 5 {
+		t.Fatalf("before the restart: %v, want jason on reviews-v2", got)
+	}
+
+	c.consul.Stop()
+	if err := c.consul.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	var ready struct {
+		Status    string `json:"status"`
+		HeldEmpty bool   `json:"held_empty"`
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for !ready.HeldEmpty && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond) // polling readiness; nothing to await
+		c.getJSON("/healthz/ready", &ready)
+	}
+	if !ready.HeldEmpty || ready.Status != "degraded" {
+		t.Fatalf("readiness after Consul lost its data = %+v, want degraded and held_empty", ready)
+	}
+	if got := call(t, reviews, 5, "end-user", "jason"); got["reviews-v2"] != 5 {
+		t.Errorf("after Consul lost its data: %v, want the last state still served", got)
+	}
+	if m := c.getText("/metrics"); !strings.Contains(m, "tether_agent_empty_states_held_total 1") {
+		t.Errorf("metrics lack tether_agent_empty_states_held_total 1:\n%s", grep(m, "empty"))
+	}
 }

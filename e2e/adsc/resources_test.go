@@ -61,9 +61,13 @@ func expectedView(snap map[string]map[string]*xds.Resource, namedListeners []str
 	out := newResourceSet()
 	for name, r := range snap[resourcev3.ClusterType] {
 		out[resourcev3.ClusterType][name] = r.Any.GetValue()
-		c, ok := r.Message.(*clusterv3.Cluster)
+		m, err := r.Decode()
+		if err != nil {
+			return nil, err
+		}
+		c, ok := m.(*clusterv3.Cluster)
 		if !ok {
-			return nil, fmt.Errorf("cluster %q holds a %T", name, r.Message)
+			return nil, fmt.Errorf("cluster %q holds a %T", name, m)
 		}
 		if eds := edsName(c); eds != "" {
 			if cla := snap[resourcev3.EndpointType][eds]; cla != nil {
@@ -77,9 +81,13 @@ func expectedView(snap map[string]map[string]*xds.Resource, namedListeners []str
 			continue
 		}
 		out[resourcev3.ListenerType][name] = r.Any.GetValue()
-		l, ok := r.Message.(*listenerv3.Listener)
+		m, err := r.Decode()
+		if err != nil {
+			return nil, err
+		}
+		l, ok := m.(*listenerv3.Listener)
 		if !ok {
-			return nil, fmt.Errorf("listener %q holds a %T", name, r.Message)
+			return nil, fmt.Errorf("listener %q holds a %T", name, m)
 		}
 		routes, err := routeNames(l)
 		if err != nil {
