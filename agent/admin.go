@@ -34,8 +34,8 @@ func (a *Agent) adminHandler() http.Handler {
 type Readiness struct {
 	Ready bool `json:"ready"`
 	// Status is ready, degraded (serving, but the store is stale, the
-	// state came from the last-known-good file, or an empty state is held
-	// back), draining (shutting down) or not_ready.
+	// state came from the last-known-good file, the store was reset, or an
+	// empty state is held back), draining (shutting down) or not_ready.
 	Status   string          `json:"status"`
 	Source   string          `json:"source,omitempty"`
 	Revision int64           `json:"revision,omitempty"`
@@ -56,6 +56,7 @@ type Readiness struct {
 func (a *Agent) readiness() Readiness {
 	a.mu.Lock()
 	st, source, storeServed, heldEmpty := a.current, a.currentSource, a.storeServed, a.heldEmpty
+	resetting := !a.resetUntil.IsZero()
 	a.mu.Unlock()
 
 	r := Readiness{Status: "not_ready", Source: source, Store: a.cfg.Watcher.Health(), Streams: a.server.StreamCount()}
@@ -71,7 +72,7 @@ func (a *Agent) readiness() Readiness {
 	case a.draining.Load():
 		// Health checks stop sending new clients while streams drain.
 		r.Status = "draining"
-	case storeServed && !r.Store.Stale && !heldEmpty:
+	case storeServed && !r.Store.Stale && !heldEmpty && !resetting:
 		r.Ready, r.Status = true, "ready"
 	default:
 		r.Ready, r.Status = true, "degraded"

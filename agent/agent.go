@@ -51,6 +51,9 @@ type Agent struct {
 	// heldEmpty is set while a state with no services is held back; see
 	// Config.AllowEmptyMesh. Guarded by mu.
 	heldEmpty bool
+	// resetUntil is when the wait after a store reset ends, or zero; see
+	// Config.ResetGrace. Guarded by mu.
+	resetUntil time.Time
 }
 
 // sourceLastKnownGood names states read from the last-known-good file.

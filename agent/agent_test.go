@@ -389,3 +389,33 @@ func TestEmptyStateAllowedWhenAsked(t *testing.T) {
 		t.Errorf("the empty state was not served with AllowEmptyMesh")
 	}
 }
+
+func TestStoreResetWaitsBeforeServing(t *testing.T) {
+	w := newFakeWatcher()
+	r := startAgent(t, Config{Watcher: w, SourceName: "fake", ResetGrace: 300 * time.Millisecond})
+	w.states <- stateWith(t, 2, 10)
+	waitApplied(t, r.agent, 1)
+
+	// A restored store: a lower revision with other content.
+	start := time.Now()
+	w.states <- stateWith(t, 3, 4)
+	var body Readiness
+	deadline := time.Now().Add(waitTimeout)
+	for body.Revision != 4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // polling readiness; nothing to await
+		body = Readiness{}
+		r.get(t, "/healthz/ready", &body)
+		if body.Revision == 10 && body.Status != "degraded" {
+			t.Errorf("readiness during the reset wait = %q, want degraded", body.Status)
+		}
+	}
+	if body.Revision != 4 {
+		t.Fatalf("the restored state was never served; readiness %+v", body)
+	}
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Errorf("the restored state was served after %s, before the 300ms reset grace", waited)
+	}
+	if body.Status != "ready" {
+		t.Errorf("readiness after the reset wait = %q, want ready", body.Status)
+	}
+}

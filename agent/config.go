@@ -25,6 +25,7 @@ const (
 	DefaultDebounce   = time.Millisecond
 	DefaultMaxDelay   = 50 * time.Millisecond
 	DefaultDrainDelay = 5 * time.Second
+	DefaultResetGrace = 5 * time.Second
 )
 
 // Config configures an Agent.
@@ -65,6 +66,12 @@ type Config struct {
 	// restarted, a token that lost read access, a wrong prefix) looks
 	// exactly like it.
 	AllowEmptyMesh bool
+	// ResetGrace is how long the agent waits, after the store's revision
+	// goes backwards, before it serves the store's state. A store that
+	// was reset or restored reports its content piece by piece; waiting
+	// lets it settle, so the empty-mesh check sees the whole loss instead
+	// of one service at a time.
+	ResetGrace time.Duration
 	// OnAck, when set, is called for every ACK an xDS client sends, on the
 	// stream's goroutine; it must return quickly. Benchmarks use it.
 	OnAck func(xds.AckEvent)
@@ -84,6 +91,9 @@ func (c *Config) Validate() error {
 	if c.MaxDelay == 0 {
 		c.MaxDelay = DefaultMaxDelay
 	}
+	if c.ResetGrace == 0 {
+		c.ResetGrace = DefaultResetGrace
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -101,6 +111,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Debounce < 0 || c.MaxDelay < c.Debounce {
 		errs = append(errs, fmt.Errorf("agent: debounce %s must be between 0 and the max delay %s", c.Debounce, c.MaxDelay))
+	}
+	if c.ResetGrace < 0 {
+		errs = append(errs, fmt.Errorf("agent: reset grace %s is negative", c.ResetGrace))
 	}
 	if c.DrainDelay < 0 {
 		errs = append(errs, fmt.Errorf("agent: drain delay %s is negative", c.DrainDelay))

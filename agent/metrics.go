@@ -6,6 +6,7 @@ import (
 )
 
 type agentMetrics struct {
+	resets          prometheus.Counter
 	emptyHeld       prometheus.Counter
 	pushes          prometheus.Counter
 	pushSeconds     prometheus.Histogram
@@ -14,6 +15,10 @@ type agentMetrics struct {
 
 func newAgentMetrics(reg *prometheus.Registry, a *Agent) *agentMetrics {
 	m := &agentMetrics{
+		resets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tether_agent_store_resets_total",
+			Help: "Times the store's revision went backwards (a reset or a restore) and the agent waited before serving its state.",
+		}),
 		emptyHeld: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tether_agent_empty_states_held_total",
 			Help: "Times the store returned a mesh with no services or no endpoints while some were served, and the agent kept the last state.",
@@ -62,7 +67,7 @@ func newAgentMetrics(reg *prometheus.Registry, a *Agent) *agentMetrics {
 		}
 		return float64(a.lastPush.UnixNano()) / 1e9
 	})
-	reg.MustRegister(m.emptyHeld, m.pushes, m.pushSeconds, m.translateErrors, ready, revision, lastPush,
+	reg.MustRegister(m.resets, m.emptyHeld, m.pushes, m.pushSeconds, m.translateErrors, ready, revision, lastPush,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

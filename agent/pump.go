@@ -68,7 +68,26 @@ func (a *Agent) push(translator *xds.Translator) {
 	st, source := a.pending, a.pendingSource
 	a.pending = nil
 	a.mu.Unlock()
-	if st == nil || a.holdEmpty(st, source) {
+	if st == nil {
+		return
+	}
+	if wait := a.resetWait(st, source); wait > 0 {
+		a.mu.Lock()
+		if a.pending == nil {
+			a.pending, a.pendingSource = st, source
+		}
+		a.mu.Unlock()
+		// The timer sends without blocking, so it never outlives a
+		// stopped pump for long.
+		time.AfterFunc(wait, func() {
+			select {
+			case a.updated <- struct{}{}:
+			default:
+			}
+		})
+		return
+	}
+	if a.holdEmpty(st, source) {
 		return
 	}
 
@@ -92,6 +111,7 @@ func (a *Agent) push(translator *xds.Translator) {
 	a.mu.Lock()
 	a.current = st
 	a.currentSource = source
+	a.resetUntil = time.Time{}
 	a.storeServed = a.storeServed || source != sourceLastKnownGood
 	a.lastPush = time.Now()
 	a.mu.Unlock()
@@ -101,6 +121,27 @@ func (a *Agent) push(translator *xds.Translator) {
 		"services", len(st.Services), "endpoints", st.EndpointCount(),
 		"invalid_documents", len(st.Invalid), "resources_changed", n,
 		"duration_ms", float64(elapsed.Microseconds())/1000)
+}
+
+// resetWait returns how long st must wait because the store's revision
+// went backwards, which a store reset or a restore from an older snapshot
+// does. It starts the wait on the first such state.
+func (a *Agent) resetWait(st *mesh.State, source string) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	backwards := a.current != nil && source == a.currentSource && st.Revision < a.current.Revision
+	if !backwards {
+		a.resetUntil = time.Time{}
+		return 0
+	}
+	if a.resetUntil.IsZero() {
+		a.resetUntil = now.Add(a.cfg.ResetGrace)
+		a.metrics.resets.Inc()
+		a.log.Warn("the store's revision went backwards, so it was reset or restored; waiting before serving its state",
+			"source", source, "revision", st.Revision, "revision_served", a.current.Revision, "wait", a.cfg.ResetGrace.String())
+	}
+	return a.resetUntil.Sub(now)
 }
 
 // holdEmpty reports whether st must be held back: it has no services or no

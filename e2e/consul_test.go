@@ -242,8 +242,9 @@ func TestBinaryConsulConfigAndAgent(t *testing.T) {
 
 // TestConsulDataLossIsHeldBack restarts the Consul dev agent with an empty
 // data dir, as a dev agent or a restored cluster without its snapshot
-// would come back. The agent must keep serving the mesh and report it,
-// not remove every service from every proxy.
+// would come back. Its index goes backwards, so the agent waits for the
+// store to settle, sees that it lost every service and endpoint, and keeps
+// serving the last state instead of removing the mesh from every proxy.
 func TestConsulDataLossIsHeldBack(t *testing.T) {
 	c := startConsulEnv(t)
 	reviews := c.dial("xds:///reviews", "data-loss")
@@ -271,7 +272,11 @@ func TestConsulDataLossIsHeldBack(t *testing.T) {
 	if got := call(t, reviews, 5, "end-user", "jason"); got["reviews-v2"] != 5 {
 		t.Errorf("after Consul lost its data: %v, want the last state still served", got)
 	}
-	if m := c.getText("/metrics"); !strings.Contains(m, "tether_agent_empty_states_held_total 1") {
+	m := c.getText("/metrics")
+	if !strings.Contains(m, "tether_agent_empty_states_held_total 1") {
 		t.Errorf("metrics lack tether_agent_empty_states_held_total 1:\n%s", grep(m, "empty"))
+	}
+	if !strings.Contains(m, "tether_agent_store_resets_total 1") {
+		t.Errorf("metrics lack tether_agent_store_resets_total 1:\n%s", grep(m, "resets"))
 	}
 }

@@ -27,6 +27,7 @@ type serveFlags struct {
 	namingPrefixes []string
 	insecureRemote bool
 	allowEmptyMesh bool
+	resetGrace     time.Duration
 }
 
 func (s *serveFlags) register(fs *pflag.FlagSet) {
@@ -37,6 +38,7 @@ func (s *serveFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&s.drainDelay, "drain-delay", agent.DefaultDrainDelay, "how long open xDS streams may stay after shutdown starts (for example 5s)")
 	fs.StringVar(&s.cacheFile, "cache-file", "", "file for the last-known-good mesh state, served at start until the store responds; empty disables it")
 	fs.DurationVar(&s.silenceTimeout, "silence-timeout", etcdwatch.DefaultSilenceTimeout, "etcd only: longest an etcd watch may stay silent, with no event and no progress notification, before the agent marks the store stale and reconnects")
+	fs.DurationVar(&s.resetGrace, "reset-grace", agent.DefaultResetGrace, "how long to wait after the store's revision goes backwards (a reset or restore) before serving its state, so it can settle (for example 5s)")
 	fs.BoolVar(&s.allowEmptyMesh, "allow-empty-mesh", false, "serve a store state with no services or no endpoints even when some were served before; without it such a state is held back and reported, because a store that lost its data looks the same")
 	fs.BoolVar(&s.insecureRemote, "insecure-remote", false, "allow --xds-addr and --admin-addr outside loopback without TLS; any host that reaches them can read the whole mesh")
 	fs.StringSliceVar(&s.namingPrefixes, "etcd-naming-prefix", nil, "etcd only: also read endpoints registered with etcd's naming/endpoints package: keys <prefix><service>/<anything>; repeatable")
@@ -87,6 +89,7 @@ func runAgent(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, w
 		CacheFile:      sf.cacheFile,
 		InsecureRemote: sf.insecureRemote,
 		AllowEmptyMesh: sf.allowEmptyMesh,
+		ResetGrace:     sf.resetGrace,
 		Watcher:        w,
 		SourceName:     sourceName,
 		Logger:         log,
