@@ -51,7 +51,14 @@ func (r *runner) applyKV(pairs api.KVPairs) bool {
 // invalid. The log names the key and the fields at fault, never the value.
 func (r *runner) putDocument(key string, value []byte, modifyIndex uint64) {
 	r.w.metrics.events.WithLabelValues("put").Inc()
-	err := r.builder.Put(key, value)
+	var err error
+	if kind, _, _ := mesh.ParseKey(r.w.cfg.Prefix, key); kind == mesh.KeyService {
+		err = r.builder.Put(key, value)
+	} else {
+		err = &mesh.FieldError{Key: key, Reason: "not read: with Consul only " + mesh.ServicesDir +
+			"<name> documents come from KV, and endpoints come from the catalog"}
+		r.builder.SetInvalid(key, err)
+	}
 	if err == nil {
 		r.w.log.Debug("service document applied", "key", key, "modify_index", modifyIndex)
 		return

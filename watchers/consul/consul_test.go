@@ -2,6 +2,7 @@ package consul
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,6 +179,18 @@ func TestConsulKVDocuments(t *testing.T) {
 		t.Fatalf("delete reviews: %v", err)
 	}
 	rw.rec.waitFor(t, "reviews deleted", func(s *mesh.State) bool { return s.Services["reviews"] == nil })
+
+	// Keys the Consul source does not read are reported, not ignored.
+	for _, key := range []string{prefix + "other/x", prefix + "endpoints/ratings/a"} {
+		putKV(t, client, key, `{"address": "10.0.0.1", "port": 80}`)
+		s := rw.rec.waitFor(t, key+" reported", func(s *mesh.State) bool { return s.Invalid[key] != nil })
+		if msg := s.Invalid[key].Error(); !strings.Contains(msg, "endpoints come from the catalog") {
+			t.Errorf("error for %s = %q, want it to say where endpoints come from", key, msg)
+		}
+		if s.EndpointCount() != 0 {
+			t.Errorf("%s became an endpoint", key)
+		}
+	}
 }
 
 func TestConsulAgentRestart(t *testing.T) {

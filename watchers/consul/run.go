@@ -108,7 +108,9 @@ func (r *runner) start(ctx context.Context, q *query) {
 
 func (r *runner) newKVQuery() *query {
 	kv := r.w.client.KV()
-	prefix := r.w.cfg.Prefix + mesh.ServicesDir
+	// The whole prefix is listed, not only services/, so that a key the
+	// watcher does not read is reported rather than ignored.
+	prefix := r.w.cfg.Prefix
 	return &query{
 		name:     "kv/" + prefix,
 		endpoint: endpointKV,
