@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
@@ -111,6 +112,7 @@ type consulFlags struct {
 	datacenter     string
 	namespace      string
 	includeWarning bool
+	waitTime       time.Duration
 }
 
 func (c *consulFlags) register(fs *pflag.FlagSet) {
@@ -122,6 +124,7 @@ func (c *consulFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.keyFile, "consul-key-file", "", "PEM private key of --consul-cert-file (default $CONSUL_CLIENT_KEY)")
 	fs.StringVar(&c.datacenter, "consul-datacenter", "", "Consul datacenter to read (default: the agent's own)")
 	fs.StringVar(&c.namespace, "consul-namespace", "", "Consul Enterprise namespace (default $CONSUL_NAMESPACE)")
+	fs.DurationVar(&c.waitTime, "consul-wait-time", consulwatch.DefaultWaitTime, "longest a Consul blocking query waits for a change, at most 10m; a Consul that stops answering without closing the connection is noticed after about this long (for example 1m)")
 	fs.BoolVar(&c.includeWarning, "consul-include-warning", false, "also route to instances whose health checks are warning, not only passing")
 }
 
@@ -135,5 +138,6 @@ func (c *consulFlags) config(prefix string) consulwatch.Config {
 		Namespace:      c.namespace,
 		Prefix:         prefix,
 		IncludeWarning: c.includeWarning,
+		WaitTime:       c.waitTime,
 	}
 }
