@@ -11,37 +11,9 @@ import (
 // runDelta serves one delta (incremental) stream. fixedType is the type of
 // a per-type service, or empty for ADS.
 func (s *Server) runDelta(gs deltaStream, kind, fixedType string) error {
-	ctx := gs.Context()
-	st := s.newStream(ctx, kind, fixedType)
+	st := s.newStream(gs.Context(), kind, fixedType)
 	defer s.removeStream(st)
-
-	reqs := make(chan *discovery.DeltaDiscoveryRequest, 1)
-	errc := make(chan error, 1)
-	// See runSotW: the receiver ends when gRPC cancels ctx.
-	go receive(ctx, gs.Recv, reqs, errc)
-
-	for {
-		var out []*discovery.DeltaDiscoveryResponse
-		var err error
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-errc:
-			return streamEnd(err)
-		case req := <-reqs:
-			out, err = st.handleDelta(req)
-		case <-st.w.wake:
-			out = st.flushDelta()
-		}
-		if err != nil {
-			return err
-		}
-		for _, resp := range out {
-			if err := gs.Send(resp); err != nil {
-				return streamEnd(err)
-			}
-		}
-	}
+	return serve(st, gs, st.handleDelta, st.flushDelta)
 }
 
 // handleDelta applies one request: ACK or NACK, then subscription changes.

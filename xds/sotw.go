@@ -12,39 +12,9 @@ import (
 // runSotW serves one state-of-the-world stream. fixedType is the type of a
 // per-type service, or empty for ADS.
 func (s *Server) runSotW(gs sotwStream, kind, fixedType string) error {
-	ctx := gs.Context()
-	st := s.newStream(ctx, kind, fixedType)
+	st := s.newStream(gs.Context(), kind, fixedType)
 	defer s.removeStream(st)
-
-	reqs := make(chan *discovery.DiscoveryRequest, 1)
-	errc := make(chan error, 1)
-	// The receiver ends when gRPC cancels ctx after this handler returns.
-	// It is the one goroutine a stream does not wait for, because Recv
-	// cannot be interrupted from the handler.
-	go receive(ctx, gs.Recv, reqs, errc)
-
-	for {
-		var out []*discovery.DiscoveryResponse
-		var err error
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-errc:
-			return streamEnd(err)
-		case req := <-reqs:
-			out, err = st.handleSotW(req)
-		case <-st.w.wake:
-			out = st.flushSotW()
-		}
-		if err != nil {
-			return err
-		}
-		for _, resp := range out {
-			if err := gs.Send(resp); err != nil {
-				return streamEnd(err)
-			}
-		}
-	}
+	return serve(st, gs, st.handleSotW, st.flushSotW)
 }
 
 // handleSotW applies one request and returns the responses it calls for.

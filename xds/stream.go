@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -166,6 +167,45 @@ func (st *stream) recordNack(sub *subscription, nonce, detail string) {
 		"stream_id", st.id, "node_id", st.nodeID(), "type_url", sub.typeURL,
 		"version_nacked", sub.status.VersionNacked, "version_acked", sub.status.VersionAcked,
 		"resources", names, "store_keys", sub.status.ErrorKeys, "error", detail)
+}
+
+// serve runs one stream's loop for either protocol variant: it passes each
+// request to handle and each cache change to flush, and sends what they
+// return, until the stream ends. handle and flush run on the calling
+// goroutine, one at a time.
+func serve[Req, Resp any](st *stream, gs grpc.BidiStreamingServer[Req, Resp],
+	handle func(*Req) ([]*Resp, error), flush func() []*Resp,
+) error {
+	ctx := gs.Context()
+	reqs := make(chan *Req, 1)
+	errc := make(chan error, 1)
+	// The receiver ends when gRPC cancels ctx after the handler returns.
+	// It is the one goroutine a stream does not wait for, because Recv
+	// cannot be interrupted from the handler.
+	go receive(ctx, gs.Recv, reqs, errc)
+
+	for {
+		var out []*Resp
+		var err error
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			return streamEnd(err)
+		case req := <-reqs:
+			out, err = handle(req)
+		case <-st.w.wake:
+			out = flush()
+		}
+		if err != nil {
+			return err
+		}
+		for _, resp := range out {
+			if err := gs.Send(resp); err != nil {
+				return streamEnd(err)
+			}
+		}
+	}
 }
 
 // receive forwards requests from recv to out until recv fails or ctx ends.
