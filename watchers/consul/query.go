@@ -6,6 +6,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"golang.org/x/time/rate"
+
+	"github.com/tether-mesh/tether/watchers"
 )
 
 // fetchFunc sends one request of a blocking query with q and returns its
@@ -67,7 +69,7 @@ func nextIndex(prev, got uint64) (next uint64, apply, reset bool) {
 func (r *runner) follow(ctx context.Context, q *query) {
 	cfg := r.w.cfg
 	limiter := rate.NewLimiter(cfg.QueryRate, cfg.QueryBurst)
-	retry := backoff{min: cfg.BackoffMin, max: cfg.BackoffMax}
+	retry := watchers.Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax}
 	var index uint64
 	for {
 		if limiter.Wait(ctx) != nil {
@@ -87,12 +89,12 @@ func (r *runner) follow(ctx context.Context, q *query) {
 			// index may never be reached again, and a request waiting
 			// on it would block for the whole wait time.
 			index = 0
-			if !r.send(ctx, result{q: q, err: redact(err, r.w.token)}) || !sleep(ctx, retry.next()) {
+			if !r.send(ctx, result{q: q, err: redact(err, r.w.token)}) || !sleep(ctx, retry.Next()) {
 				return
 			}
 			continue
 		}
-		retry.reset()
+		retry.Reset()
 
 		next, apply, reset := nextIndex(index, meta.LastIndex)
 		if reset {

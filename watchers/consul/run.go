@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/tether-mesh/tether/mesh"
+	"github.com/tether-mesh/tether/watchers"
 )
 
 // logRepeatInterval is the minimum time between two log lines on the same
@@ -26,7 +27,7 @@ type runner struct {
 	w       *Watcher
 	publish func(*mesh.State)
 	builder *mesh.Builder
-	limiter *logLimiter
+	limiter *watchers.LogLimiter
 
 	// results carries every query's results. Query goroutines send and
 	// Run's goroutine receives. The channel is never closed.
@@ -69,7 +70,7 @@ func newRunner(w *Watcher, publish func(*mesh.State)) *runner {
 		w:        w,
 		publish:  publish,
 		builder:  mesh.NewBuilder(w.cfg.Prefix),
-		limiter:  newLogLimiter(logRepeatInterval),
+		limiter:  watchers.NewLogLimiter(logRepeatInterval),
 		results:  make(chan result),
 		kv:       make(map[string][]byte),
 		watches:  make(map[string]*healthWatch),
@@ -273,7 +274,7 @@ func (r *runner) recordSuccess(res result) {
 // logWarn logs at warn level unless a line on topic was logged within
 // logRepeatInterval.
 func (r *runner) logWarn(topic, msg string, args ...any) {
-	ok, suppressed := r.limiter.allow(topic, time.Now())
+	ok, suppressed := r.limiter.Allow(topic, time.Now())
 	if !ok {
 		return
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/tether-mesh/tether/watchers"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -66,39 +68,39 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestBackoffGrowsWithJitter(t *testing.T) {
-	b := backoff{min: 100 * time.Millisecond, max: time.Second}
+	b := watchers.Backoff{Min: 100 * time.Millisecond, Max: time.Second}
 	ceilings := []time.Duration{100, 200, 400, 800, 1000, 1000}
 	for i, ceiling := range ceilings {
 		ceiling *= time.Millisecond
-		d := b.next()
+		d := b.Next()
 		if d < ceiling/2 || d > ceiling {
 			t.Errorf("delay %d = %v, expected within [%v, %v]", i, d, ceiling/2, ceiling)
 		}
 	}
 	for range 100 {
-		if d := b.next(); d > time.Second {
+		if d := b.Next(); d > time.Second {
 			t.Fatalf("delay %v after many attempts exceeds the max 1s", d)
 		}
 	}
-	b.reset()
-	if d := b.next(); d > 100*time.Millisecond {
+	b.Reset()
+	if d := b.Next(); d > 100*time.Millisecond {
 		t.Errorf("delay after reset = %v, expected at most 100ms", d)
 	}
 }
 
 func TestLogLimiterSuppressesRepeats(t *testing.T) {
-	l := newLogLimiter(time.Minute)
+	l := watchers.NewLogLimiter(time.Minute)
 	start := time.Unix(1000, 0)
-	if ok, _ := l.allow("a", start); !ok {
+	if ok, _ := l.Allow("a", start); !ok {
 		t.Fatal("first line on a topic suppressed")
 	}
-	if ok, _ := l.allow("a", start.Add(time.Second)); ok {
+	if ok, _ := l.Allow("a", start.Add(time.Second)); ok {
 		t.Error("repeat within the interval allowed")
 	}
-	if ok, _ := l.allow("b", start.Add(time.Second)); !ok {
+	if ok, _ := l.Allow("b", start.Add(time.Second)); !ok {
 		t.Error("first line on another topic suppressed")
 	}
-	ok, suppressed := l.allow("a", start.Add(2*time.Minute))
+	ok, suppressed := l.Allow("a", start.Add(2*time.Minute))
 	if !ok {
 		t.Error("line after the interval suppressed")
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/tether-mesh/tether/mesh"
+	"github.com/tether-mesh/tether/watchers"
 )
 
 // logRepeatInterval is the minimum time between two log lines on the same
@@ -27,8 +28,8 @@ type runner struct {
 	publish  func(*mesh.State)
 
 	mirror  *mirror
-	limiter *logLimiter
-	backoff backoff
+	limiter *watchers.LogLimiter
+	backoff watchers.Backoff
 
 	// through[i] is the revision up to which watch i has delivered every
 	// event. The published State.Revision is their minimum.
@@ -43,8 +44,8 @@ func newRunner(w *Watcher, publish func(*mesh.State)) *runner {
 		prefixes: cfg.allPrefixes(),
 		publish:  publish,
 		mirror:   newMirror(cfg.Prefix, cfg.NamingPrefixes),
-		limiter:  newLogLimiter(logRepeatInterval),
-		backoff:  backoff{min: cfg.BackoffMin, max: cfg.BackoffMax},
+		limiter:  watchers.NewLogLimiter(logRepeatInterval),
+		backoff:  watchers.Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax},
 	}
 }
 
@@ -218,7 +219,7 @@ func (r *runner) publishState() {
 // sleep waits for the next backoff delay. It returns false when ctx ended
 // first.
 func (r *runner) sleep(ctx context.Context) bool {
-	t := time.NewTimer(r.backoff.next())
+	t := time.NewTimer(r.backoff.Next())
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -231,7 +232,7 @@ func (r *runner) sleep(ctx context.Context) bool {
 // logWarn logs at warn level unless a line on topic was logged within
 // logRepeatInterval.
 func (r *runner) logWarn(topic, msg string, args ...any) {
-	ok, suppressed := r.limiter.allow(topic, time.Now())
+	ok, suppressed := r.limiter.Allow(topic, time.Now())
 	if !ok {
 		return
 	}

@@ -143,7 +143,7 @@ func (r *runner) handle(wr watchResponse) (string, error) {
 	}
 
 	r.w.markHeard(time.Now())
-	r.backoff.reset()
+	r.backoff.Reset()
 	if resp.IsProgressNotify() {
 		r.advance(wr.index, resp.Header.Revision)
 		return "", nil
