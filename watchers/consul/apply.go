@@ -40,7 +40,7 @@ func (r *runner) applyKV(pairs api.KVPairs) bool {
 		}
 		delete(r.kv, key)
 		r.builder.Delete(key)
-		r.w.metrics.events.WithLabelValues("delete").Inc()
+		r.w.metrics.Events.WithLabelValues("delete").Inc()
 		r.w.log.Debug("service document deleted", "key", key)
 		changed = true
 	}
@@ -50,7 +50,7 @@ func (r *runner) applyKV(pairs api.KVPairs) bool {
 // putDocument applies one KV document, and counts and logs it when it is
 // invalid. The log names the key and the fields at fault, never the value.
 func (r *runner) putDocument(key string, value []byte, modifyIndex uint64) {
-	r.w.metrics.events.WithLabelValues("put").Inc()
+	r.w.metrics.Events.WithLabelValues("put").Inc()
 	var err error
 	if kind, _, _ := mesh.ParseKey(r.w.cfg.Prefix, key); kind == mesh.KeyService {
 		err = r.builder.Put(key, value)
@@ -63,7 +63,7 @@ func (r *runner) putDocument(key string, value []byte, modifyIndex uint64) {
 		r.w.log.Debug("service document applied", "key", key, "modify_index", modifyIndex)
 		return
 	}
-	r.w.metrics.invalidTotal.Inc()
+	r.w.metrics.InvalidTotal.Inc()
 	r.logWarn("invalid:"+key, "invalid document, keeping the last good value",
 		"key", key, "modify_index", modifyIndex, "fields", invalidFields(err), "error", err)
 }
@@ -105,7 +105,7 @@ func (r *runner) applyBadNames(services map[string][]string) bool {
 		r.builder.SetInvalid(key, &mesh.FieldError{Key: key, Reason: fmt.Sprintf(
 			"service name %q is not a valid mesh name: use lower-case letters, digits, '-' and '.', "+
 				"at most 63 characters; its instances are ignored", name)})
-		r.w.metrics.invalidTotal.Inc()
+		r.w.metrics.InvalidTotal.Inc()
 		r.logWarn("invalid:"+key, "consul service name is not a valid mesh name, ignoring the service",
 			"service", name)
 		changed = true
@@ -152,7 +152,7 @@ func (r *runner) stopWatch(service string) bool {
 	r.w.log.Debug("health watch stopped", "service", service)
 
 	changed := len(hw.instances) > 0 || len(hw.invalid) > 0
-	r.w.metrics.events.WithLabelValues("delete").Add(float64(len(hw.instances)))
+	r.w.metrics.Events.WithLabelValues("delete").Add(float64(len(hw.instances)))
 	r.builder.SetEndpoints(service, nil)
 	for name := range hw.invalid {
 		r.builder.Delete(instanceKey(service, name))
@@ -175,8 +175,8 @@ func (r *runner) applyHealth(hw *healthWatch, res healthResult) bool {
 	if puts == 0 && deletes == 0 {
 		return changed
 	}
-	r.w.metrics.events.WithLabelValues("put").Add(float64(puts))
-	r.w.metrics.events.WithLabelValues("delete").Add(float64(deletes))
+	r.w.metrics.Events.WithLabelValues("put").Add(float64(puts))
+	r.w.metrics.Events.WithLabelValues("delete").Add(float64(deletes))
 	hw.instances = res.instances
 	r.builder.SetEndpoints(hw.service, res.instances)
 	r.w.log.Debug("endpoints changed", "service", hw.service,
@@ -196,7 +196,7 @@ func (r *runner) applyInvalidInstances(hw *healthWatch, invalid map[string]error
 		}
 		key := instanceKey(hw.service, name)
 		r.builder.SetInvalid(key, err)
-		r.w.metrics.invalidTotal.Inc()
+		r.w.metrics.InvalidTotal.Inc()
 		r.logWarn("invalid:"+key, "consul instance is not a valid endpoint, keeping its last good value",
 			"service", hw.service, "instance", name, "fields", invalidFields(err), "error", err)
 		changed = true

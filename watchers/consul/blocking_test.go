@@ -82,7 +82,7 @@ func TestIndexBackwardsStub(t *testing.T) {
 			t.Errorf("health request %d after the reset waited on index %q, expected 0 or 12", i+3, r.index)
 		}
 	}
-	if got := metricValue(rw.w.metrics.resyncs.WithLabelValues(reasonIndexReset)); got != 1 {
+	if got := metricValue(rw.w.metrics.Resyncs.WithLabelValues(reasonIndexReset)); got != 1 {
 		t.Errorf("tether_store_resyncs_total{reason=index_reset} %v, expected 1", got)
 	}
 }

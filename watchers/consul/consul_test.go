@@ -161,7 +161,7 @@ func TestConsulKVDocuments(t *testing.T) {
 	if s.Services["ratings"] != nil {
 		t.Errorf("invalid ratings document is in Services: %+v", s.Services["ratings"])
 	}
-	if got := metricValue(rw.w.metrics.invalidTotal); got < 1 {
+	if got := metricValue(rw.w.metrics.InvalidTotal); got < 1 {
 		t.Errorf("tether_store_invalid_documents_total %v, expected at least 1", got)
 	}
 

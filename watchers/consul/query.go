@@ -83,7 +83,7 @@ func (r *runner) follow(ctx context.Context, q *query) {
 		if err != nil {
 			r.w.metrics.requestErrors.WithLabelValues(q.endpoint).Inc()
 			if index != 0 {
-				r.w.metrics.resyncs.WithLabelValues(reasonError).Inc()
+				r.w.metrics.Resyncs.WithLabelValues(reasonError).Inc()
 			}
 			// Start over from index 0: after a server restart the old
 			// index may never be reached again, and a request waiting
@@ -98,7 +98,7 @@ func (r *runner) follow(ctx context.Context, q *query) {
 
 		next, apply, reset := nextIndex(index, meta.LastIndex)
 		if reset {
-			r.w.metrics.resyncs.WithLabelValues(reasonIndexReset).Inc()
+			r.w.metrics.Resyncs.WithLabelValues(reasonIndexReset).Inc()
 		}
 		res := result{q: q, index: next, reset: reset}
 		if apply {

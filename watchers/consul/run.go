@@ -228,7 +228,7 @@ func (r *runner) allSynced() bool {
 func (r *runner) publishState() {
 	r.builder.SetRevision(int64(min(r.revision(), uint64(1<<63-1))))
 	state := r.builder.State()
-	r.w.metrics.invalid.Set(float64(len(state.Invalid)))
+	r.w.metrics.Invalid.Set(float64(len(state.Invalid)))
 	r.publish(state)
 	r.w.log.Debug("published state", "revision", state.Revision,
 		"services", len(state.Services), "endpoints", state.EndpointCount(), "invalid", len(state.Invalid))

@@ -208,7 +208,7 @@ func (w *Watcher) markHeard(now time.Time) {
 	w.health.LastSync = now
 	w.mu.Unlock()
 
-	w.metrics.lastSync.Set(float64(now.UnixNano()) / 1e9)
+	w.metrics.LastSync.Set(float64(now.UnixNano()) / 1e9)
 }
 
 // setStale records whether some query is failing, and the latest error.
@@ -222,8 +222,8 @@ func (w *Watcher) setStale(stale bool, err error) {
 	w.mu.Unlock()
 
 	if stale {
-		w.metrics.stale.Set(1)
+		w.metrics.Stale.Set(1)
 	} else {
-		w.metrics.stale.Set(0)
+		w.metrics.Stale.Set(0)
 	}
 }

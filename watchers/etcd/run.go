@@ -80,7 +80,7 @@ func (r *runner) run(ctx context.Context) error {
 			return stopErr
 		}
 		// Until the next list completes, the state may miss changes.
-		r.w.metrics.resyncs.WithLabelValues(reason).Inc()
+		r.w.metrics.Resyncs.WithLabelValues(reason).Inc()
 		r.w.markStale(err)
 		r.logWarn("resync:"+reason, "etcd watch lost, marking state stale and listing again",
 			"reason", reason, "revision", r.revision(), "error", err)
@@ -202,7 +202,7 @@ func (r *runner) applyParsed(e entry, parsed *mesh.Parsed) {
 	if err == nil {
 		return
 	}
-	r.w.metrics.invalidTotal.Inc()
+	r.w.metrics.InvalidTotal.Inc()
 	r.logWarn("invalid:"+e.key, "invalid document, keeping the last good value",
 		"key", e.key, "mod_revision", e.modRev, "fields", invalidFields(err), "error", err)
 }
@@ -210,7 +210,7 @@ func (r *runner) applyParsed(e entry, parsed *mesh.Parsed) {
 // publishState hands the mirror's current State to the publish callback.
 func (r *runner) publishState() {
 	state := r.mirror.builder.State()
-	r.w.metrics.invalid.Set(float64(len(state.Invalid)))
+	r.w.metrics.Invalid.Set(float64(len(state.Invalid)))
 	r.publish(state)
 	r.w.log.Debug("published state", "revision", state.Revision,
 		"services", len(state.Services), "endpoints", state.EndpointCount(), "invalid", len(state.Invalid))

@@ -170,7 +170,7 @@ func (r *runner) applyEvents(index int, events []*clientv3.Event) bool {
 			if !r.mirror.holds(key) {
 				continue
 			}
-			r.w.metrics.events.WithLabelValues("delete").Inc()
+			r.w.metrics.Events.WithLabelValues("delete").Inc()
 			r.mirror.delete(key)
 			changed = true
 			continue
@@ -179,7 +179,7 @@ func (r *runner) applyEvents(index int, events []*clientv3.Event) bool {
 		if r.mirror.current(e) {
 			continue
 		}
-		r.w.metrics.events.WithLabelValues("put").Inc()
+		r.w.metrics.Events.WithLabelValues("put").Inc()
 		r.applyPut(e)
 		changed = true
 	}

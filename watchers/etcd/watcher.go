@@ -104,8 +104,8 @@ func (w *Watcher) markSynced(now time.Time) {
 	w.health.LastSync = now
 	w.mu.Unlock()
 
-	w.metrics.stale.Set(0)
-	w.metrics.lastSync.Set(float64(now.UnixNano()) / 1e9)
+	w.metrics.Stale.Set(0)
+	w.metrics.LastSync.Set(float64(now.UnixNano()) / 1e9)
 }
 
 // markHeard records an event or a progress notification at now. It does
@@ -115,7 +115,7 @@ func (w *Watcher) markHeard(now time.Time) {
 	w.health.LastSync = now
 	w.mu.Unlock()
 
-	w.metrics.lastSync.Set(float64(now.UnixNano()) / 1e9)
+	w.metrics.LastSync.Set(float64(now.UnixNano()) / 1e9)
 }
 
 // markStale records that the state can no longer be confirmed current,
@@ -128,7 +128,7 @@ func (w *Watcher) markStale(err error) {
 	}
 	w.mu.Unlock()
 
-	w.metrics.stale.Set(1)
+	w.metrics.Stale.Set(1)
 }
 
 // errClientClosed is returned by Run when the caller closed the etcd
