@@ -46,6 +46,11 @@ func TestNextIndex(t *testing.T) {
 // covers.
 func TestIndexBackwardsStub(t *testing.T) {
 	var healthCalls atomic.Int32
+	// The response at index 12 waits until the state from index 5000 was
+	// published. The first state is published only once every query has
+	// answered, so under load both health responses could otherwise land
+	// before it, and the state holding web-1 would never be seen.
+	firstSeen := make(chan struct{})
 	stub := newStubConsul(t, stubHandlers{
 		kv:      blocking("3", ""),
 		catalog: blocking("7", `{"web": []}`),
@@ -54,6 +59,11 @@ func TestIndexBackwardsStub(t *testing.T) {
 			case 1:
 				respond(w, "5000", healthBody("web-1", "10.0.0.1"))
 			case 2:
+				select {
+				case <-firstSeen:
+				case <-r.Context().Done():
+					return
+				}
 				respond(w, "12", healthBody("web-2", "10.0.0.2"))
 			default:
 				blocking("12", healthBody("web-2", "10.0.0.2"))(w, r)
@@ -65,6 +75,7 @@ func TestIndexBackwardsStub(t *testing.T) {
 	rw.rec.waitFor(t, "endpoint from the response at index 5000", func(s *mesh.State) bool {
 		return endpoint(s, "web", "web-1") != nil
 	})
+	close(firstSeen)
 	s := rw.rec.waitFor(t, "endpoint from the response at index 12", func(s *mesh.State) bool {
 		return endpoint(s, "web", "web-2") != nil && endpoint(s, "web", "web-1") == nil
 	})
@@ -87,7 +98,7 @@ func TestIndexBackwardsStub(t *testing.T) {
 	}
 }
 
-// TestBusyLoopStub checks that a stub that answers every request at once,
+// TestBusyLoopStub checks that a stub that responds to every request at once,
 // which a real agent never does, cannot drive a watch faster than its rate
 // limit and backoff allow.
 func TestBusyLoopStub(t *testing.T) {
