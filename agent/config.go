@@ -69,7 +69,7 @@ type Config struct {
 	// ResetGrace is how long the agent waits, after the store's revision
 	// goes backwards, before it serves the store's state. A store that
 	// was reset or restored reports its content piece by piece; waiting
-	// lets it settle, so the empty-mesh check sees the whole loss instead
+	// lets it settle, so the empty-mesh check finds the whole loss instead
 	// of one service at a time.
 	ResetGrace time.Duration
 	// OnAck, when set, is called for every ACK an xDS client sends, on the

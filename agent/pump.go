@@ -103,8 +103,8 @@ func (a *Agent) push(translator *xds.Translator) {
 	elapsed := time.Since(start)
 	if n >= largePush {
 		// Parsing and translating a large state leaves garbage that the
-		// runtime would return to the OS only slowly; return it now, after
-		// the push, so the agent's resident memory reflects its live data.
+		// runtime would return to the OS only slowly. Returning it now,
+		// after the push, makes resident memory reflect the live data.
 		debug.FreeOSMemory()
 	}
 

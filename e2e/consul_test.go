@@ -243,7 +243,7 @@ func TestBinaryConsulConfigAndAgent(t *testing.T) {
 // TestConsulDataLossIsHeldBack restarts the Consul dev agent with an empty
 // data dir, as a dev agent or a restored cluster without its snapshot
 // would come back. Its index goes backwards, so the agent waits for the
-// store to settle, sees that it lost every service and endpoint, and keeps
+// store to settle, finds that it lost every service and endpoint, and keeps
 // serving the last state instead of removing the mesh from every proxy.
 func TestConsulDataLossIsHeldBack(t *testing.T) {
 	c := startConsulEnv(t)

@@ -87,7 +87,7 @@ func TestExpiredLeaseRemovesEndpoint(t *testing.T) {
 		return m["details-v1-short"] > 0
 	})
 
-	// Nobody keeps the lease alive: etcd expires it after about 2s.
+	// The lease is not kept alive, so etcd expires it after about 2s.
 	start := time.Now()
 	eventually(t, details, 20, "no traffic once the lease expired", func(m map[string]int) bool {
 		return m["details-v1"] == 20

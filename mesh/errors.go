@@ -17,7 +17,7 @@ type FieldError struct {
 	// routes[0].backends[1].weight. It is empty when the whole document is
 	// at fault (for example, it is not YAML at all).
 	Field string
-	// Reason says what is wrong, in lower case.
+	// Reason is what is wrong, in lower case.
 	Reason string
 }
 

@@ -82,9 +82,9 @@ func TestDeltaConvergesWithStateOfTheWorld(t *testing.T) {
 
 // TestIstioSotWClientConverges runs Istio's own state-of-the-world client.
 // adsc.ADSC sends its first request of each type with a response_nonce set
-// to the current time, a nonce the server never issued; the agent answers
-// the first request of a type on a stream whatever its nonce, as
-// go-control-plane v0.14.0 and istiod do.
+// to the current time, a nonce the server never issued. The agent responds
+// in full to the first request of a type on a stream whatever its nonce,
+// as go-control-plane v0.14.0 and istiod do.
 func TestIstioSotWClientConverges(t *testing.T) {
 	e := startEnv(t)
 	// Connect only once the agent serves the mesh. A request that arrives

@@ -31,7 +31,7 @@ type deltaView struct {
 	// named are the listeners subscribed to by name.
 	named []string
 	// updates has capacity one. Handlers send without blocking after every
-	// change, waiters receive; nobody closes it.
+	// change, waiters receive. It is never closed.
 	updates chan struct{}
 }
 
@@ -129,7 +129,7 @@ func (v *deltaView) onRoute(_ adsc.HandlerContext, name, _ string, rc *routev3.R
 }
 
 // record stores an added resource, deterministically marshalled, or
-// forgets a removed one, and wakes the waiters.
+// deletes a removed one, and wakes the waiters.
 func (v *deltaView) record(typeURL, name string, m proto.Message, ev adsc.Event) {
 	v.mu.Lock()
 	if ev == adsc.EventDelete {

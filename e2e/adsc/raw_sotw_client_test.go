@@ -41,7 +41,7 @@ type rawSotW struct {
 	// err is the error that ended the stream early, if any; guarded by mu.
 	err error
 	// updates has capacity one. The receiving goroutine sends without
-	// blocking after every response, waiters receive; nobody closes it.
+	// blocking after every response, waiters receive. It is never closed.
 	updates chan struct{}
 }
 

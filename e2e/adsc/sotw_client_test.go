@@ -27,7 +27,7 @@ type sotwView struct {
 	// errs are responses that could not be read; guarded by mu.
 	errs []error
 	// updates has capacity one. HandleResponse sends without blocking,
-	// waiters receive; nobody closes it.
+	// waiters receive. It is never closed.
 	updates chan struct{}
 }
 

@@ -28,7 +28,7 @@ type stubRequest struct {
 	token string
 }
 
-// stubHandlers are the stub's handlers; a nil one answers 404 at once.
+// stubHandlers are the stub's handlers; a nil one responds 404 at once.
 type stubHandlers struct {
 	kv, catalog, health http.HandlerFunc
 }
@@ -85,7 +85,7 @@ func (s *stubConsul) requestsTo(prefix string) []stubRequest {
 	return out
 }
 
-// blocking returns a handler that answers with body at index, or with a
+// blocking returns a handler that responds with body at index, or with a
 // 404 when body is empty, and holds a request that already waits on index
 // until the client goes away, as Consul holds it until its wait time.
 func blocking(index, body string) http.HandlerFunc {
@@ -99,7 +99,7 @@ func blocking(index, body string) http.HandlerFunc {
 }
 
 // respond writes body with X-Consul-Index, or a 404 when body is empty,
-// which is how Consul answers a KV list of an empty prefix.
+// which is how Consul responds to a KV list of an empty prefix.
 func respond(w http.ResponseWriter, index, body string) {
 	w.Header().Set("X-Consul-Index", index)
 	if body == "" {

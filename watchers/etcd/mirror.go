@@ -68,9 +68,9 @@ func (m *mirror) put(e entry, parsed *mesh.Parsed) error {
 const parallelParseMin = 256
 
 // parseAll parses the entries under the main prefix on every core and
-// returns the results by index; naming-format entries stay nil and are
-// parsed by put. Parsing does not change the mirror, so it is safe to run
-// concurrently; applying stays on the caller's goroutine.
+// returns the results by index. Naming-format entries stay nil, and put
+// parses them. Parsing does not change the mirror, so it can run
+// concurrently, while applying stays on the caller's goroutine.
 func (m *mirror) parseAll(entries []entry) []*mesh.Parsed {
 	out := make([]*mesh.Parsed, len(entries))
 	if len(entries) < parallelParseMin {

@@ -39,7 +39,7 @@ func (r *runner) watch(ctx context.Context, rev int64) (string, error) {
 		// traffic of every put.
 		//
 		// The watch starts at the listed revision, not the one after it:
-		// etcd answers a progress request only when every watch on the
+		// etcd responds to a progress request only when every watch on the
 		// stream starts at or below the current revision (progressIfSync
 		// in etcd's mvcc package), so on a quiet store a watch from rev+1
 		// would never hear a progress notification and would be taken for

@@ -307,7 +307,7 @@ func TestWatcherRunReturnsWhenClientClosed(t *testing.T) {
 	}
 }
 
-// TestIdleWatchStaysFresh covers a healthy store that nobody writes to:
+// TestIdleWatchStaysFresh covers a healthy store without writes:
 // progress notifications must keep the watch alive, so no silent resync
 // happens over several silence windows.
 func TestIdleWatchStaysFresh(t *testing.T) {
