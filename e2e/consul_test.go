@@ -50,15 +50,7 @@ func TestConsulRouteWeightsFollowKV(t *testing.T) {
 	c := startConsulEnv(t)
 	reviews := c.dial("xds:///reviews", "consul-weights")
 
-	got := call(t, reviews, 100)
-	if got["error"] > 0 {
-		t.Fatalf("%d of 100 requests failed: %v", got["error"], got)
-	}
-	for inst, want := range map[string]int{"reviews-v1": 50, "reviews-v2": 30, "reviews-v3": 20} {
-		if !within(got[inst], want, 12) {
-			t.Errorf("%s got %d of 100 requests, want about %d (split 50/30/20): %v", inst, got[inst], want, got)
-		}
-	}
+	expectDemoSplit(t, reviews)
 	if got := call(t, reviews, 10, "end-user", "jason"); got["reviews-v2"] != 10 {
 		t.Errorf("requests with end-user: jason went to %v, want all 10 on reviews-v2", got)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"strings"
 	"testing"
 	"time"
@@ -12,19 +13,29 @@ import (
 // within reports whether got is within tolerance of want.
 func within(got, want, tolerance int) bool { return got >= want-tolerance && got <= want+tolerance }
 
+// expectDemoSplit sends 400 requests to the demo's reviews service and
+// checks the 50/30/20 split. The balancer picks per request, so each count
+// is binomial: a tolerance of 40 is at least four standard deviations for
+// every subset, and the check fails by chance about once in 10,000 runs.
+func expectDemoSplit(t *testing.T, reviews testgrpc.TestServiceClient) {
+	t.Helper()
+	const n = 400
+	got := call(t, reviews, n)
+	if got["error"] > 0 {
+		t.Fatalf("%d of %d requests failed: %v", got["error"], n, got)
+	}
+	for inst, share := range map[string]int{"reviews-v1": 50, "reviews-v2": 30, "reviews-v3": 20} {
+		if want := n * share / 100; !within(got[inst], want, 40) {
+			t.Errorf("%s got %d of %d requests, want about %d (split 50/30/20): %v", inst, got[inst], n, want, got)
+		}
+	}
+}
+
 func TestTrafficFollowsRouteWeights(t *testing.T) {
 	e := startEnv(t, envOptions{})
 	reviews := e.dial("xds:///reviews", "weights")
 
-	got := call(t, reviews, 100)
-	if got["error"] > 0 {
-		t.Fatalf("%d of 100 requests failed: %v", got["error"], got)
-	}
-	for inst, want := range map[string]int{"reviews-v1": 50, "reviews-v2": 30, "reviews-v3": 20} {
-		if !within(got[inst], want, 12) {
-			t.Errorf("%s got %d of 100 requests, want about %d (split 50/30/20): %v", inst, got[inst], want, got)
-		}
-	}
+	expectDemoSplit(t, reviews)
 
 	// Move all traffic to v3.
 	e.put(mesh.ServiceKey(prefix, "reviews"), `protocol: grpc
